@@ -1,0 +1,76 @@
+// Philox4x32-10 and the dropout counter scheme shared bit for bit by every backend.
+//
+// The contract (DESIGN.md): dropout is keyed by (seed, offset) and counted by
+// (batch, head, row, col), so the CPU and GPU backends drop exactly the same elements.
+//   key     = (lo32(seed), hi32(seed))
+//   counter = (col / 4, row, batch * heads_q + head, lo32(offset) ^ ... see below)
+// One Philox call yields four 32-bit words, used for the four consecutive columns
+// 4*(col/4) .. 4*(col/4)+3; element (…, col) uses word col % 4. The 64-bit offset goes
+// into the last counter word (low half) and is folded into the key (high half), so two
+// calls whose offsets differ never share a random stream.
+// An element is kept iff its word < dropout_keep_threshold(p).
+#pragma once
+
+#include <cstdint>
+
+#include "common/host_device.h"
+
+namespace flashattn {
+
+struct Philox4 {
+  uint32_t x, y, z, w;
+};
+
+FLASHATTN_HD uint32_t philox_mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
+  const uint64_t product = static_cast<uint64_t>(a) * b;
+  *hi = static_cast<uint32_t>(product >> 32);
+  return static_cast<uint32_t>(product);
+}
+
+// Philox4x32 with 10 rounds (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3").
+FLASHATTN_HD Philox4 philox4x32_10(Philox4 counter, uint32_t key0, uint32_t key1) {
+  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+  for (int round = 0; round < 10; ++round) {
+    uint32_t hi0, hi1;
+    const uint32_t lo0 = philox_mulhilo(kMul0, counter.x, &hi0);
+    const uint32_t lo1 = philox_mulhilo(kMul1, counter.z, &hi1);
+    counter = Philox4{hi1 ^ counter.y ^ key0, lo1, hi0 ^ counter.w ^ key1, lo0};
+    key0 += kWeyl0;
+    key1 += kWeyl1;
+  }
+  return counter;
+}
+
+// The four random words for columns 4*col_group .. 4*col_group+3 of (batch_head, row).
+// batch_head = batch * heads_q + head.
+FLASHATTN_HD Philox4 dropout_random_words(uint64_t seed, uint64_t offset, uint32_t batch_head,
+                                          uint32_t row, uint32_t col_group) {
+  const uint32_t key0 = static_cast<uint32_t>(seed);
+  const uint32_t key1 = static_cast<uint32_t>(seed >> 32) ^ static_cast<uint32_t>(offset >> 32);
+  return philox4x32_10(Philox4{col_group, row, batch_head, static_cast<uint32_t>(offset)}, key0,
+                       key1);
+}
+
+FLASHATTN_HD uint32_t philox_word(const Philox4& words, int index) {
+  return index == 0 ? words.x : index == 1 ? words.y : index == 2 ? words.z : words.w;
+}
+
+// Keep threshold on the 32-bit word: kept iff word < threshold. Computed in double so that
+// every backend gets the same integer; p == 0 keeps everything.
+FLASHATTN_HD uint64_t dropout_keep_threshold(float dropout_p) {
+  const double keep = 1.0 - static_cast<double>(dropout_p);
+  const double scaled = keep * 4294967296.0;
+  return scaled >= 4294967296.0 ? 4294967296ull : static_cast<uint64_t>(scaled);
+}
+
+FLASHATTN_HD bool dropout_keeps(uint64_t seed, uint64_t offset, uint32_t batch_head, uint32_t row,
+                                uint32_t col, uint64_t keep_threshold) {
+  const Philox4 words = dropout_random_words(seed, offset, batch_head, row, col >> 2);
+  return philox_word(words, static_cast<int>(col & 3u)) < keep_threshold;
+}
+
+}  // namespace flashattn
