@@ -1,0 +1,110 @@
+// The DESIGN.md correctness criterion: error bound from the low-precision naive algorithm.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "cpu/reference/reference.h"
+
+namespace flashattn::reference {
+namespace {
+
+constexpr double kAbsoluteSlack = 1e-5;
+constexpr double kLseRelativeTolerance = 1e-4;
+
+void note_worst(Comparison* result, int64_t index, double error, double actual, double ref) {
+  if (result->worst_index < 0 || error > result->max_error) {
+    result->max_error = error;
+    result->worst_index = index;
+    result->worst_actual = actual;
+    result->worst_ref = ref;
+  }
+}
+
+}  // namespace
+
+std::string Comparison::describe() const {
+  char line[320];
+  if (size_mismatch) return "size mismatch between actual and reference";
+  if (relative) {
+    std::snprintf(line, sizeof(line),
+                  "max relative error %.3e (tolerance %.1e) at index %lld: actual %.9g, ref "
+                  "%.9g; %lld NaN",
+                  max_error, tolerance, static_cast<long long>(worst_index), worst_actual,
+                  worst_ref, static_cast<long long>(nan_count));
+  } else {
+    std::snprintf(line, sizeof(line),
+                  "max|actual-ref| %.3e vs tolerance %.3e (lowp error %.3e) at index %lld: "
+                  "actual %.9g, ref %.9g; %lld NaN",
+                  max_error, tolerance, lowp_error, static_cast<long long>(worst_index),
+                  worst_actual, worst_ref, static_cast<long long>(nan_count));
+  }
+  return std::string(passed ? "passed: " : "FAILED: ") + line;
+}
+
+Comparison compare(std::span<const double> actual, std::span<const double> ref,
+                   std::span<const double> ref_lowp, double multiplier) {
+  Comparison result;
+  if (actual.size() != ref.size() || ref_lowp.size() != ref.size()) {
+    result.size_mismatch = true;
+    return result;
+  }
+  for (size_t i = 0; i < ref.size(); ++i) {
+    result.lowp_error = std::max(result.lowp_error, std::abs(ref_lowp[i] - ref[i]));
+  }
+  result.tolerance = multiplier * result.lowp_error + kAbsoluteSlack;
+  int64_t first_nan = -1;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const int64_t index = static_cast<int64_t>(i);
+    if (std::isnan(actual[i])) {
+      if (first_nan < 0) first_nan = index;
+      ++result.nan_count;
+      continue;
+    }
+    note_worst(&result, index, std::abs(actual[i] - ref[i]), actual[i], ref[i]);
+  }
+  if (first_nan >= 0) {
+    result.worst_index = first_nan;
+    result.worst_actual = actual[static_cast<size_t>(first_nan)];
+    result.worst_ref = ref[static_cast<size_t>(first_nan)];
+  }
+  // A NaN tolerance (NaN in ref_lowp) fails the comparison below as well.
+  result.passed = result.nan_count == 0 && result.max_error <= result.tolerance;
+  return result;
+}
+
+Comparison compare_lse(std::span<const double> actual, std::span<const double> ref) {
+  Comparison result;
+  result.relative = true;
+  result.tolerance = kLseRelativeTolerance;
+  if (actual.size() != ref.size()) {
+    result.size_mismatch = true;
+    return result;
+  }
+  constexpr double kInfinity = std::numeric_limits<double>::infinity();
+  int64_t first_nan = -1;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const int64_t index = static_cast<int64_t>(i);
+    if (std::isnan(actual[i])) {
+      if (first_nan < 0) first_nan = index;
+      ++result.nan_count;
+      continue;
+    }
+    double error;
+    if (std::isinf(ref[i]) || std::isinf(actual[i])) {
+      error = actual[i] == ref[i] ? 0.0 : kInfinity;  // +inf only matches +inf
+    } else {
+      error = std::abs(actual[i] - ref[i]) / std::max(1.0, std::abs(ref[i]));
+    }
+    note_worst(&result, index, error, actual[i], ref[i]);
+  }
+  if (first_nan >= 0) {
+    result.worst_index = first_nan;
+    result.worst_actual = actual[static_cast<size_t>(first_nan)];
+    result.worst_ref = ref[static_cast<size_t>(first_nan)];
+  }
+  result.passed = result.nan_count == 0 && result.max_error <= result.tolerance;
+  return result;
+}
+
+}  // namespace flashattn::reference
