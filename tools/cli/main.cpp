@@ -1,0 +1,74 @@
+// flashattn: runs, times and checks one attention problem from the command line.
+#include <fmt/core.h>
+
+#include <exception>
+#include <functional>
+
+#include "attention_params.h"
+#include "check.h"
+#include "errors.h"
+#include "flashattn/flashattn.h"
+#include "flops.h"
+#include "options.h"
+#include "report.h"
+#include "tensors.h"
+#include "timing.h"
+
+namespace flashattn::cli {
+namespace {
+
+int run(const Problem& problem) {
+  RunResults results;
+  results.flops = count_flops(problem);
+  Tensors tensors = make_tensors(problem);
+
+  const ForwardParams forward_args = forward_params(problem, tensors);
+  if (Status s = select_backend(forward_args, &results.forward_backend); !s.ok()) {
+    return report_error("forward", s);
+  }
+  if (Status s = time_runs(
+          problem.device, problem.warmup, problem.iters, [&] { return forward(forward_args); },
+          &results.forward);
+      !s.ok()) {
+    return report_error("forward", s);
+  }
+
+  if (problem.run_backward) {
+    const BackwardParams backward_args = backward_params(problem, tensors);
+    if (Status s = select_backend(backward_args, &results.backward_backend); !s.ok()) {
+      return report_error("backward", s);
+    }
+    results.backward.emplace();
+    if (Status s = time_runs(
+            problem.device, problem.warmup, problem.iters, [&] { return backward(backward_args); },
+            &*results.backward);
+        !s.ok()) {
+      return report_error("backward", s);
+    }
+  }
+
+  if (problem.check) {
+    results.check.emplace();
+    if (Status s = check_against_reference(problem, to_host(tensors), &*results.check); !s.ok()) {
+      return report_error("check (reference)", s);
+    }
+  }
+
+  if (problem.json_path != "-") print_report(problem, results);
+  if (!problem.json_path.empty()) write_json(problem, results, problem.json_path);
+  return results.check && !results.check->passed() ? kExitCheckFailed : 0;
+}
+
+}  // namespace
+}  // namespace flashattn::cli
+
+int main(int argc, char** argv) {
+  flashattn::cli::Problem problem;
+  if (auto exit_code = flashattn::cli::parse_options(argc, argv, &problem)) return *exit_code;
+  try {
+    return flashattn::cli::run(problem);
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "flashattn: {}\n", error.what());
+    return flashattn::cli::kExitRuntimeError;
+  }
+}
