@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -139,6 +140,12 @@ struct RejectCase {
   StatusCode code;
   const char* message;
 };
+
+// gtest prints rows by their name instead of their bytes.
+template <typename Params>
+void PrintTo(const RejectCase<Params>& row, std::ostream* os) {
+  *os << row.name;
+}
 
 template <typename Params>
 std::string case_name(const testing::TestParamInfo<RejectCase<Params>>& info) {
@@ -425,7 +432,7 @@ TEST_P(SharedRejection, BackwardNamesArgumentAndWritesNothing) {
   EXPECT_TRUE(problem.backward_outputs_untouched());
 }
 
-INSTANTIATE_TEST_SUITE_P(Validation, SharedRejection, testing::ValuesIn(kSharedCases),
+INSTANTIATE_TEST_SUITE_P(validation, SharedRejection, testing::ValuesIn(kSharedCases),
                          case_name<AttentionArgs>);
 
 // Forward-only operands: out, the optional LSE, the optional dropout mask.
@@ -492,7 +499,7 @@ TEST_P(ForwardRejection, NamesArgumentAndWritesNothing) {
   EXPECT_TRUE(problem.forward_outputs_untouched());
 }
 
-INSTANTIATE_TEST_SUITE_P(Validation, ForwardRejection, testing::ValuesIn(kForwardCases),
+INSTANTIATE_TEST_SUITE_P(validation, ForwardRejection, testing::ValuesIn(kForwardCases),
                          case_name<ForwardParams>);
 
 // Backward-only operands: out, dout, lse (required), dq, dk, dv, workspace.
@@ -561,7 +568,7 @@ TEST_P(BackwardRejection, NamesArgumentAndWritesNothing) {
   EXPECT_TRUE(problem.backward_outputs_untouched());
 }
 
-INSTANTIATE_TEST_SUITE_P(Validation, BackwardRejection, testing::ValuesIn(kBackwardCases),
+INSTANTIATE_TEST_SUITE_P(validation, BackwardRejection, testing::ValuesIn(kBackwardCases),
                          case_name<BackwardParams>);
 
 // Accepted calls, checked through flashattn::validate alone (no backend runs). `empty`
@@ -574,6 +581,10 @@ struct AcceptCase {
   void (*mutate)(AttentionArgs&);
   Empty empty;
 };
+
+void PrintTo(const AcceptCase& row, std::ostream* os) {
+  *os << row.name;
+}
 
 std::string accept_name(const testing::TestParamInfo<AcceptCase>& info) {
   return info.param.name;
@@ -743,10 +754,10 @@ TEST_P(Acceptance, BackwardIsValid) {
   EXPECT_TRUE(problem.backward_outputs_untouched());
 }
 
-INSTANTIATE_TEST_SUITE_P(Validation, Acceptance, testing::ValuesIn(kAcceptCases), accept_name);
+INSTANTIATE_TEST_SUITE_P(validation, Acceptance, testing::ValuesIn(kAcceptCases), accept_name);
 
 // The ends of the head_dim range, with strides that match (the shapes follow the dims).
-TEST(Validation, AcceptsEveryHeadDimRangeEnd) {
+TEST(validation, AcceptsEveryHeadDimRangeEnd) {
   const int64_t dims[][2] = {{256, 256}, {1, 1}, {64, 256}, {256, 1}};
   for (const auto& [dim, dim_v] : dims) {
     Problem problem(dim, dim_v);
@@ -760,7 +771,7 @@ TEST(Validation, AcceptsEveryHeadDimRangeEnd) {
 }
 
 // Options that only one direction has.
-TEST(Validation, ForwardAcceptsMissingLseAndMask) {
+TEST(validation, ForwardAcceptsMissingLseAndMask) {
   Problem problem;
   ForwardParams params = problem.forward_params();
   params.lse.data = nullptr;
@@ -769,7 +780,7 @@ TEST(Validation, ForwardAcceptsMissingLseAndMask) {
   EXPECT_TRUE(validate(params).ok()) << validate(params).message();
 }
 
-TEST(Validation, ForwardAcceptsExplicitLseStrides) {
+TEST(validation, ForwardAcceptsExplicitLseStrides) {
   Problem problem;
   ForwardParams params = problem.forward_params();
   params.lse.head_stride = kSeqlenQ;
@@ -777,7 +788,7 @@ TEST(Validation, ForwardAcceptsExplicitLseStrides) {
   EXPECT_TRUE(validate(params).ok()) << validate(params).message();
 }
 
-TEST(Validation, BackwardAcceptsWorkspaceChoices) {
+TEST(validation, BackwardAcceptsWorkspaceChoices) {
   Problem problem;
   BackwardParams params = problem.backward_params();
   params.deterministic = true;
@@ -789,7 +800,7 @@ TEST(Validation, BackwardAcceptsWorkspaceChoices) {
   EXPECT_TRUE(validate(params).ok()) << validate(params).message();
 }
 
-TEST(Validation, BackwardReadsBroadcastOut) {
+TEST(validation, BackwardReadsBroadcastOut) {
   Problem problem;
   BackwardParams params = problem.backward_params();
   params.out.batch_stride = 0;  // out is read in backward: sharing is fine
