@@ -10,7 +10,18 @@
 namespace flashattn::cli {
 namespace {
 
-// Library messages start with the params field they are about ("k: heads 6 does not ...").
+// The identifier that starts `text` at `start` (letters, digits, '_').
+std::string identifier_at(const std::string& text, size_t start) {
+  size_t end = start;
+  while (end < text.size() &&
+         (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) {
+    ++end;
+  }
+  return text.substr(start, end - start);
+}
+
+// Library messages start with the params field they are about and, for an operand, the
+// size at fault ("k: heads 6 does not divide q heads 32").
 std::string flag_for_message(const std::string& message) {
   static const std::map<std::string, std::string> flags{{"batch", "--batch"},
                                                         {"heads_q", "--heads"},
@@ -23,6 +34,9 @@ std::string flag_for_message(const std::string& message) {
                                                         {"q", "--heads/--head-dim"},
                                                         {"k", "--heads-kv/--head-dim"},
                                                         {"v", "--heads-kv/--head-dim-v"},
+                                                        {"q heads", "--heads"},
+                                                        {"k heads", "--heads-kv"},
+                                                        {"v heads", "--heads-kv"},
                                                         {"softmax_scale", "--scale"},
                                                         {"causal", "--causal"},
                                                         {"window_left", "--window-left"},
@@ -40,13 +54,13 @@ std::string flag_for_message(const std::string& message) {
                                                         {"device", "--device"},
                                                         {"backend", "--backend"},
                                                         {"deterministic", "--deterministic"}};
-  size_t end = 0;
-  while (end < message.size() &&
-         (std::isalnum(static_cast<unsigned char>(message[end])) || message[end] == '_')) {
-    ++end;
+  const std::string field = identifier_at(message, 0);
+  const size_t detail = message.find_first_not_of(": ", field.size());
+  const std::string detail_word = detail == std::string::npos ? "" : identifier_at(message, detail);
+  for (const std::string& key : {field + " " + detail_word, field}) {
+    if (const auto found = flags.find(key); found != flags.end()) return found->second;
   }
-  const auto found = flags.find(message.substr(0, end));
-  return found == flags.end() ? std::string() : found->second;
+  return {};
 }
 
 }  // namespace

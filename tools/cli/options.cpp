@@ -47,6 +47,11 @@ void resolve_device(const std::string& device_name, const std::string& backend_n
     }
     implied = asked;
   }
+  if (implied == Device::cuda && !cuda_available()) {
+    throw CLI::ValidationError(device_name != "auto" ? "--device" : "--backend",
+                               "cuda asked for, but this build has no CUDA backend or no GPU "
+                               "is usable");
+  }
   problem->device = implied;
   problem->backend = backend_name == "cpu"             ? Backend::cpu_tiled
                      : backend_name == "cpu_reference" ? Backend::cpu_reference

@@ -61,7 +61,7 @@ std::string options_text(const Problem& problem) {
 }
 
 void print_timing(const char* name, const Timing& timing, double flops) {
-  fmt::print("{:<9} {:>10.3f} ms  (median of {}, {} warm-up; min {:.3f} ms)  {:.3f} TFLOP/s\n",
+  fmt::print("{:<9} {:>10.3f} ms  (median of {}, {} warm-up; min {:.3f} ms)  {:.3g} TFLOP/s\n",
              name, timing.median_ms(), timing.milliseconds.size(), timing.warmup, timing.min_ms(),
              tflops(flops, timing));
 }
