@@ -42,8 +42,9 @@ Status check_totals(const PackedSide& side, int64_t batch) {
 Status check_prefix_sums(const PackedSide& side, int64_t batch) {
   const std::string name = side.cu_name;
   const int32_t* cu = side.cu_seqlens;
-  if (cu[0] != 0)
+  if (cu[0] != 0) {
     return invalid(name, "expected " + name + "[0] = 0, got " + std::to_string(cu[0]));
+  }
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t length = static_cast<int64_t>(cu[b + 1]) - cu[b];
     if (length < 0) {
