@@ -22,11 +22,11 @@ void check_cuda(cudaError_t error, const char* what) {
     throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(error));
   }
 }
-#endif
-
+#else
 [[noreturn]] void no_cuda() {
   throw std::runtime_error("device cuda: this flashattn was built without CUDA");
 }
+#endif
 
 }  // namespace
 
