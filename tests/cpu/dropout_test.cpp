@@ -1,0 +1,215 @@
+// Dropout: Philox4x32-10 known answers, keep rates, reproducibility per (seed, offset), and the
+// mask the CPU reference returns equal to src/common/philox.h element by element.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "common/philox.h"
+#include "common/score_mods.h"
+#include "cpu/reference/sequences.h"
+#include "flashattn/flashattn.h"
+#include "support/attention_case.h"
+#include "support/host_problem.h"
+
+namespace flashattn {
+namespace {
+
+// Known-answer vectors published with Random123 (kat_vectors, "philox4x32 10" lines):
+// counter (4 words), key (2 words) -> output (4 words).
+struct PhiloxKnownAnswer {
+  Philox4 counter;
+  uint32_t key0, key1;
+  Philox4 expected;
+};
+
+TEST(Philox4x32_10, MatchesRandom123KnownAnswers) {
+  const PhiloxKnownAnswer answers[] = {
+      {{0x00000000, 0x00000000, 0x00000000, 0x00000000},
+       0x00000000,
+       0x00000000,
+       {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+      {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+       0xffffffff,
+       0xffffffff,
+       {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+      {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344},  // digits of pi
+       0xa4093822,
+       0x299f31d0,
+       {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+  };
+  for (const PhiloxKnownAnswer& answer : answers) {
+    const Philox4 result = philox4x32_10(answer.counter, answer.key0, answer.key1);
+    EXPECT_EQ(result.x, answer.expected.x);
+    EXPECT_EQ(result.y, answer.expected.y);
+    EXPECT_EQ(result.z, answer.expected.z);
+    EXPECT_EQ(result.w, answer.expected.w);
+  }
+}
+
+// A [batch_heads, rows, cols] keep mask straight from philox.h.
+std::vector<uint8_t> keep_mask(uint64_t seed, uint64_t offset, float p, uint32_t batch_heads,
+                               uint32_t rows, uint32_t cols) {
+  const uint64_t threshold = dropout_keep_threshold(p);
+  std::vector<uint8_t> mask;
+  mask.reserve(static_cast<size_t>(batch_heads) * rows * cols);
+  for (uint32_t bh = 0; bh < batch_heads; ++bh) {
+    for (uint32_t row = 0; row < rows; ++row) {
+      for (uint32_t col = 0; col < cols; ++col) {
+        mask.push_back(dropout_keeps(seed, offset, bh, row, col, threshold) ? 1 : 0);
+      }
+    }
+  }
+  return mask;
+}
+
+int64_t count_kept(const std::vector<uint8_t>& mask) {
+  int64_t kept = 0;
+  for (uint8_t value : mask) kept += value;
+  return kept;
+}
+
+int64_t count_differences(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  int64_t differences = 0;
+  for (size_t i = 0; i < a.size(); ++i) differences += a[i] != b[i] ? 1 : 0;
+  return differences;
+}
+
+TEST(Dropout, ZeroProbabilityKeepsEverything) {
+  EXPECT_EQ(dropout_keep_threshold(0.0f), 4294967296ull);
+  const std::vector<uint8_t> mask = keep_mask(1, 2, 0.0f, 2, 16, 64);
+  EXPECT_EQ(count_kept(mask), static_cast<int64_t>(mask.size()));
+}
+
+// The number kept is Binomial(n, 1 - p); 5 sigma makes a false alarm ~1e-6 per check. The
+// rate is also checked separately for each word of a Philox call (col % 4).
+TEST(Dropout, KeepRateWithinBinomialBound) {
+  for (float p : {0.05f, 0.1f, 0.3f, 0.5f, 0.8f, 0.95f}) {
+    const uint32_t batch_heads = 6, rows = 64, cols = 512;
+    const std::vector<uint8_t> mask =
+        keep_mask(0x9e3779b97f4a7c15ull, 11, p, batch_heads, rows, cols);
+    const double keep = 1.0 - p;
+    const double n = static_cast<double>(mask.size());
+    const double sigma = std::sqrt(n * keep * (1.0 - keep));
+    EXPECT_LE(std::abs(static_cast<double>(count_kept(mask)) - n * keep), 5 * sigma) << "p " << p;
+
+    for (uint32_t word = 0; word < 4; ++word) {
+      int64_t kept = 0, total = 0;
+      for (size_t i = word; i < mask.size(); i += 4) {
+        kept += mask[i];
+        ++total;
+      }
+      const double word_sigma = std::sqrt(total * keep * (1.0 - keep));
+      EXPECT_LE(std::abs(static_cast<double>(kept) - total * keep), 5 * word_sigma)
+          << "p " << p << " word " << word;
+    }
+  }
+}
+
+TEST(Dropout, SameSeedAndOffsetGiveTheSameMask) {
+  const auto first = keep_mask(123, 456, 0.3f, 4, 32, 100);
+  const auto second = keep_mask(123, 456, 0.3f, 4, 32, 100);
+  EXPECT_EQ(first, second);
+}
+
+// Independent masks differ in a fraction 2p(1-p) of the elements (0.42 for p = 0.3); 0.3 is
+// far below that and far above the 0 of a dependence on a missing input.
+TEST(Dropout, DifferentSeedOrOffsetGiveDifferentMasks) {
+  const float p = 0.3f;
+  const auto base = keep_mask(123, 456, p, 4, 32, 100);
+  const double threshold = 0.3 * static_cast<double>(base.size());
+  const std::vector<std::pair<uint64_t, uint64_t>> others = {
+      {124, 456},                    // seed, low half
+      {123ull | (1ull << 40), 456},  // seed, high half
+      {123, 457},                    // offset, low half
+      {123, 456ull | (1ull << 40)},  // offset, high half (folded into the key)
+  };
+  for (const auto& [seed, offset] : others) {
+    const auto other = keep_mask(seed, offset, p, 4, 32, 100);
+    EXPECT_GT(static_cast<double>(count_differences(base, other)), threshold)
+        << "seed " << seed << " offset " << offset;
+  }
+}
+
+// Neighbouring column groups, rows and batch-heads must draw different Philox words.
+TEST(Dropout, CounterCoordinatesAreDistinct) {
+  const Philox4 base = dropout_random_words(99, 0, 0, 0, 0);
+  const Philox4 neighbours[] = {
+      dropout_random_words(99, 0, 0, 0, 1),  // next column group
+      dropout_random_words(99, 0, 0, 1, 0),  // next row
+      dropout_random_words(99, 0, 1, 0, 0),  // next batch-head
+  };
+  for (const Philox4& other : neighbours) {
+    EXPECT_FALSE(base.x == other.x && base.y == other.y && base.z == other.z && base.w == other.w);
+  }
+}
+
+// The oracle's mask (through the public API, Backend::cpu_reference) is philox.h's decision
+// with batch_head = b * heads_q + h and row/col counted within each sequence, on visible
+// elements, and 0 elsewhere.
+TEST(Dropout, ReferenceMaskEqualsPhilox) {
+  using testing::AttentionCase;
+  AttentionCase dense_case;
+  dense_case.dtype = DType::fp32;
+  dense_case.batch = 2;
+  dense_case.seqlen_q = 37;
+  dense_case.seqlen_k = 45;
+  dense_case.heads_q = 4;
+  dense_case.heads_kv = 2;
+  dense_case.head_dim = 16;
+  dense_case.dropout_p = 0.35f;
+  AttentionCase causal_case = dense_case;
+  causal_case.causal = true;
+  causal_case.window_left = 9;
+  AttentionCase varlen_case = dense_case;
+  varlen_case.varlen = {{20, 45}, {0, 7}, {37, 30}, {5, 0}};
+  varlen_case.use_seqused_k = true;
+
+  for (const AttentionCase& config : {dense_case, causal_case, varlen_case}) {
+    SCOPED_TRACE(config.name());
+    testing::HostProblem problem = testing::make_problem(config, 31);
+    ForwardParams params = problem.forward_params();
+    params.backend = Backend::cpu_reference;
+    const Status status = flashattn::forward(params);
+    ASSERT_TRUE(status.ok()) << status.message();
+    std::vector<reference::SequenceBounds> sequences;
+    ASSERT_TRUE(reference::sequence_bounds(params, &sequences).ok());
+
+    const uint64_t threshold = dropout_keep_threshold(params.dropout_p);
+    const auto mask = problem.bytes(testing::BufferId::dropout_mask);
+    const int64_t right = params.causal ? 0 : params.window_right;
+    int64_t visible = 0, kept = 0, mismatches = 0;
+    for (int64_t b = 0; b < params.batch; ++b) {
+      const reference::SequenceBounds& sequence = sequences[static_cast<size_t>(b)];
+      const MaskSpec spec{sequence.len_q, sequence.used_k, params.window_left, right};
+      for (int64_t h = 0; h < params.heads_q; ++h) {
+        for (int64_t row = 0; row < params.seqlen_q; ++row) {
+          for (int64_t col = 0; col < params.seqlen_k; ++col) {
+            const size_t index = static_cast<size_t>(
+                ((b * params.heads_q + h) * params.seqlen_q + row) * params.seqlen_k + col);
+            uint8_t expected = 0;
+            if (row < sequence.len_q && spec.visible(row, col)) {
+              ++visible;
+              expected =
+                  dropout_keeps(params.dropout_seed, params.dropout_offset,
+                                static_cast<uint32_t>(b * params.heads_q + h),
+                                static_cast<uint32_t>(row), static_cast<uint32_t>(col), threshold)
+                      ? 1
+                      : 0;
+              kept += expected;
+            }
+            mismatches += static_cast<uint8_t>(mask[index]) != expected ? 1 : 0;
+          }
+        }
+      }
+    }
+    EXPECT_EQ(mismatches, 0);
+    EXPECT_GT(visible, 0);
+    EXPECT_GT(kept, 0);
+    EXPECT_LT(kept, visible);
+  }
+}
+
+}  // namespace
+}  // namespace flashattn
