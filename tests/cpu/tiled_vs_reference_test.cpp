@@ -5,10 +5,14 @@
 // dtype, varlen with empty sequences, seqused_k, strided layouts, rows that see no key.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <string_view>
 #include <vector>
 
+#include "cpu/element.h"
 #include "flashattn/flashattn.h"
 #include "support/attention_case.h"
 #include "support/checks.h"
@@ -166,6 +170,124 @@ INSTANTIATE_TEST_SUITE_P(Table, TiledVsReference, ::testing::ValuesIn(table()),
                          [](const ::testing::TestParamInfo<AttentionCase>& info) {
                            return info.param.name();
                          });
+
+// The harness itself: the oracle's own outputs pass, and each kind of wrong output fails.
+// These run whatever backend the table targets, so the table can be trusted to fail.
+class HarnessSelfCheck : public ::testing::Test {
+ protected:
+  // Runs the oracle's forward and backward into the problem's buffers.
+  static void run_reference(HostProblem& problem) {
+    ForwardParams forward_params = problem.forward_params();
+    forward_params.backend = Backend::cpu_reference;
+    ASSERT_TRUE(flashattn::forward(forward_params).ok());
+    BackwardParams backward_params = problem.backward_params();
+    backward_params.backend = Backend::cpu_reference;
+    ASSERT_TRUE(flashattn::backward(backward_params).ok());
+  }
+  // Offset of the n-th logical element of a buffer (skipping stride gaps).
+  static int64_t logical_offset(const HostProblem& problem, BufferId id, int64_t n) {
+    const std::vector<bool> logical = problem.logical_elements(id);
+    for (size_t i = 0; i < logical.size(); ++i) {
+      if (logical[i] && n-- == 0) return static_cast<int64_t>(i);
+    }
+    return -1;
+  }
+  static void set_element(HostProblem& problem, BufferId id, int64_t offset, float value) {
+    if (id == BufferId::lse) {
+      std::memcpy(problem.bytes(id).data() + offset * sizeof(float), &value, sizeof(float));
+      return;
+    }
+    cpu::store_from_float(problem.bytes(id).data(), offset, problem.config().dtype, value);
+  }
+  static float get_element(const HostProblem& problem, BufferId id, int64_t offset) {
+    return cpu::load_as_float(problem.bytes(id).data(), offset, problem.config().dtype);
+  }
+
+  AttentionCase row_ =
+      layout(dropout(causal(dense(DType::bf16, 2, 47, 31, 4, 2, 24)), 0.2f), Layout::padded);
+};
+
+TEST_F(HarnessSelfCheck, ReferenceOutputsPass) {
+  for (const AttentionCase& row : {row_, varlen(DType::fp16, {{20, 30}, {0, 5}, {9, 0}}, 2, 1, 16),
+                                   seqused(dense(DType::fp32, 2, 40, 33, 2, 2, 8))}) {
+    HostProblem problem = make_problem(row, 7);
+    run_reference(problem);
+    EXPECT_TRUE(check_forward(problem));
+    EXPECT_TRUE(check_backward(problem));
+  }
+}
+
+TEST_F(HarnessSelfCheck, CatchesAWrongOutputValue) {
+  HostProblem problem = make_problem(row_, 7);
+  run_reference(problem);
+  // The last row sees keys; shift one of its values by far more than bf16 rounding.
+  const int64_t offset = logical_offset(problem, BufferId::out, 46 * 4 * 24 + 5);
+  set_element(problem, BufferId::out, offset, get_element(problem, BufferId::out, offset) + 0.25f);
+  EXPECT_FALSE(check_forward(problem));
+}
+
+TEST_F(HarnessSelfCheck, CatchesAnUnwrittenOutput) {
+  HostProblem problem = make_problem(row_, 7);
+  run_reference(problem);
+  set_element(problem, BufferId::out, logical_offset(problem, BufferId::out, 1000),
+              std::numeric_limits<float>::quiet_NaN());
+  EXPECT_FALSE(check_forward(problem));
+}
+
+TEST_F(HarnessSelfCheck, CatchesAWrongLse) {
+  HostProblem problem = make_problem(row_, 7);
+  run_reference(problem);
+  const int64_t offset = logical_offset(problem, BufferId::lse, 40);
+  float value;
+  std::memcpy(&value, problem.bytes(BufferId::lse).data() + offset * sizeof(float), sizeof(value));
+  set_element(problem, BufferId::lse, offset, value * 1.001f + 0.001f);
+  EXPECT_FALSE(check_forward(problem));
+}
+
+TEST_F(HarnessSelfCheck, CatchesAFiniteLseForARowWithoutKeys) {
+  HostProblem problem = make_problem(row_, 7);  // causal, 47 queries, 31 keys: row 0 sees none
+  run_reference(problem);
+  set_element(problem, BufferId::lse, logical_offset(problem, BufferId::lse, 0), 0.0f);
+  EXPECT_FALSE(check_forward(problem));
+}
+
+TEST_F(HarnessSelfCheck, CatchesANonzeroOutputForARowWithoutKeys) {
+  HostProblem problem = make_problem(row_, 7);
+  run_reference(problem);
+  // Far below the 1e-5 slack of the criterion: only the exact-zero rule can catch it.
+  set_element(problem, BufferId::out, logical_offset(problem, BufferId::out, 0), 1e-7f);
+  EXPECT_FALSE(check_forward(problem));
+}
+
+TEST_F(HarnessSelfCheck, CatchesAWriteIntoAStrideGap) {
+  HostProblem problem = make_problem(row_, 7);
+  run_reference(problem);
+  const std::vector<bool> logical = problem.logical_elements(BufferId::dq);
+  const auto gap = std::find(logical.begin(), logical.end(), false);
+  ASSERT_NE(gap, logical.end());
+  set_element(problem, BufferId::dq, gap - logical.begin(), 0.0f);
+  EXPECT_FALSE(check_backward(problem));
+}
+
+TEST_F(HarnessSelfCheck, CatchesAWrongGradient) {
+  for (BufferId id : {BufferId::dq, BufferId::dk, BufferId::dv}) {
+    HostProblem problem = make_problem(row_, 7);
+    run_reference(problem);
+    const int64_t offset = logical_offset(problem, id, 30 * 2 * 24 + 3);  // a key row in use
+    set_element(problem, id, offset, get_element(problem, id, offset) + 0.5f);
+    EXPECT_FALSE(check_backward(problem)) << buffer_name(id);
+  }
+}
+
+TEST_F(HarnessSelfCheck, CatchesAWrongDropoutMask) {
+  HostProblem problem = make_problem(row_, 7);
+  run_reference(problem);
+  // Last row of batch 0, head 0 sees every key: flip its first element.
+  std::span<std::byte> mask = problem.bytes(BufferId::dropout_mask);
+  const size_t index = 46 * 31;
+  mask[index] = mask[index] == std::byte{0} ? std::byte{1} : std::byte{0};
+  EXPECT_FALSE(check_forward(problem));
+}
 
 }  // namespace
 }  // namespace flashattn::testing
