@@ -101,6 +101,10 @@ std::vector<AttentionCase> table() {
       dense(b16, 1, 113, 1023, 16, 2, 64),  // GQA 8:1
       dense(f16, 3, 203, 1, 4, 1, 128),     // a single key
       scale(dense(f32, 1, 113, 203, 2, 2, 59), 0.3f),
+      dense(b16, 3, 1023, 203, 2, 2, 1),
+      dense(f32, 3, 113, 1023, 8, 1, 32),  // MQA
+      dense(f16, 1, 1023, 1023, 2, 1, 256),
+      dense(b16, 3, 203, 203, 24, 3, 111),  // GQA 8:1 with 3 kv heads
 
       // Causal (bottom-right aligned) and sliding windows.
       causal(dense(b16, 1, 1023, 1023, 2, 2, 64)),
@@ -112,6 +116,10 @@ std::vector<AttentionCase> table() {
       window(dense(f32, 1, 203, 113, 2, 2, 64), -1, 7),
       window(dense(b16, 1, 113, 203, 2, 2, 128), 40, -1),
       window(causal(dense(f16, 1, 1023, 1023, 1, 1, 128)), 100, 0),
+      causal(dense(b16, 1, 1023, 1023, 2, 2, 256)),
+      causal(dense(f32, 3, 1, 203, 4, 1, 64)),            // one query sees every key
+      window(dense(b16, 1, 1023, 113, 2, 2, 32), -1, 0),  // causal spelled as a window
+      window(dense(f32, 3, 113, 1023, 2, 1, 1), 3, 200),
 
       // Softcap, ALiBi, dropout, alone and combined.
       softcap(dense(b16, 1, 113, 203, 2, 2, 64), 2.0f),
@@ -121,6 +129,9 @@ std::vector<AttentionCase> table() {
       dropout(dense(f32, 1, 113, 203, 2, 2, 64), 0.1f),
       dropout(causal(dense(b16, 3, 203, 113, 2, 1, 59)), 0.3f),
       dropout(dense(f16, 1, 1023, 203, 2, 2, 32), 0.5f),
+      softcap(dense(f16, 3, 203, 113, 4, 1, 256), 1.0f),
+      alibi(window(dense(f32, 1, 1023, 1023, 2, 2, 64), 64, 64), AlibiMode::per_head),
+      dropout(softcap(causal(dense(f32, 1, 113, 113, 16, 2, 59)), 10.0f), 0.9f),
       dropout(alibi(softcap(window(dense(b16, 1, 203, 203, 4, 1, 111), 50, 20), 3.0f),
                     AlibiMode::per_head),
               0.2f),
@@ -131,6 +142,8 @@ std::vector<AttentionCase> table() {
       dropout(varlen(f32, {{50, 70}, {113, 1}, {7, 113}}, 2, 1, 128), 0.25f),
       alibi(window(varlen(b16, {{113, 203}, {203, 113}}, 2, 2, 59), 30, 30),
             AlibiMode::per_batch_head),
+      varlen(f32, {{1, 1}, {1023, 1023}, {0, 1}}, 2, 1, 64),
+      dropout(causal(varlen(f16, {{113, 113}, {203, 1023}, {1, 0}}, 8, 1, 111)), 0.1f),
       seqused(dense(f16, 3, 113, 203, 2, 2, 64)),
       seqused(causal(dense(b16, 3, 203, 113, 2, 1, 128))),
       seqused(varlen(f32, {{113, 203}, {37, 0}, {50, 60}}, 2, 2, 32)),
@@ -167,6 +180,46 @@ TEST_P(TiledVsReference, ForwardAndBackward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, TiledVsReference, ::testing::ValuesIn(table()),
+                         [](const ::testing::TestParamInfo<AttentionCase>& info) {
+                           return info.param.name();
+                         });
+
+// deterministic = true: two backward runs give the same bytes. Rows with GQA groups, many
+// query rows per key and varlen, where an order-dependent reduction would show.
+std::vector<AttentionCase> determinism_rows() {
+  return {
+      dense(b16, 3, 203, 113, 16, 2, 64),
+      dropout(causal(dense(f32, 1, 1023, 203, 4, 1, 32)), 0.2f),
+      layout(varlen(f16, {{113, 203}, {0, 7}, {203, 1}}, 4, 2, 59), Layout::padded),
+  };
+}
+
+class DeterministicBackward : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(DeterministicBackward, TwoRunsGiveTheSameBytes) {
+  HostProblem problem = make_problem(GetParam(), /*seed=*/0xdee7);
+  ASSERT_TRUE(fill_forward_outputs_with_reference(problem).ok());
+  BackwardParams params = problem.backward_params();
+  params.backend = backend_under_test();
+  params.deterministic = true;
+  const Status first_status = flashattn::backward(params);
+  ASSERT_TRUE(first_status.ok()) << first_status.message();
+  EXPECT_TRUE(check_backward(problem));
+  std::vector<std::vector<std::byte>> first;
+  for (BufferId id : {BufferId::dq, BufferId::dk, BufferId::dv}) {
+    first.emplace_back(problem.bytes(id).begin(), problem.bytes(id).end());
+  }
+  problem.poison_gradients();
+  ASSERT_TRUE(flashattn::backward(params).ok());
+  int index = 0;
+  for (BufferId id : {BufferId::dq, BufferId::dk, BufferId::dv}) {
+    const std::span<const std::byte> second = problem.bytes(id);
+    EXPECT_TRUE(std::equal(second.begin(), second.end(), first[index++].begin()))
+        << buffer_name(id) << " differs between two deterministic runs";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Rows, DeterministicBackward, ::testing::ValuesIn(determinism_rows()),
                          [](const ::testing::TestParamInfo<AttentionCase>& info) {
                            return info.param.name();
                          });
