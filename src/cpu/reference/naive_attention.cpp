@@ -241,15 +241,21 @@ Status run_forward(const AttentionArgs& given, std::span<const double> q, std::s
                 static_cast<size_t>(args.batch * args.heads_q * args.seqlen_q * args.seqlen_k));
   }
 
-  const int64_t work = args.batch * args.heads_q;
-#pragma omp parallel for schedule(dynamic) num_threads(thread_count(args))
-  for (int64_t item = 0; item < work; ++item) {
-    const int64_t batch_index = item / args.heads_q;
-    const int64_t head = item % args.heads_q;
-    const SequenceBounds& sequence = problem.sequences[static_cast<size_t>(batch_index)];
+  // Rows are independent: one task per (batch, head, row) of the padded [batch, heads_q,
+  // seqlen_q] grid (rows past a varlen sequence's length do nothing).
+  const int64_t tasks = args.batch * args.heads_q * args.seqlen_q;
+#pragma omp parallel num_threads(thread_count(args))
+  {
     RowState<Real> state;
     std::vector<Real> out_row(static_cast<size_t>(dim_v));
-    for (int64_t row = 0; row < sequence.len_q; ++row) {
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t item = task / args.seqlen_q;  // batch * heads_q + head
+      const int64_t row = task % args.seqlen_q;
+      const int64_t batch_index = item / args.heads_q;
+      const int64_t head = item % args.heads_q;
+      const SequenceBounds& sequence = problem.sequences[static_cast<size_t>(batch_index)];
+      if (row >= sequence.len_q) continue;
       compute_row(problem, batch_index, head, row, &state);
       result->lse[static_cast<size_t>(dense_lse_index(args, sequence, batch_index, head, row))] =
           state.lse;
@@ -259,8 +265,9 @@ Status run_forward(const AttentionArgs& given, std::span<const double> q, std::s
       for (int64_t d = 0; d < dim_v; ++d) out[d] = static_cast<double>(out_row[d]);
       if (write_mask) {
         uint8_t* mask = dropout_mask + (item * args.seqlen_q + row) * mask_row;
-        for (int64_t j = 0; j < state.last - state.first; ++j)
+        for (int64_t j = 0; j < state.last - state.first; ++j) {
           mask[state.first + j] = state.kept[j];
+        }
       }
     }
   }
@@ -296,20 +303,33 @@ Status run_backward(const AttentionArgs& given, std::span<const double> q,
   result->dk.assign(problem.k.size(), 0.0);
   result->dv.assign(problem.v.size(), 0.0);
 
-  // One work item per (batch, kv head): it owns dk/dv of that head, so no two threads write
-  // the same gradient; the query heads of its group are summed in here.
-  const int64_t work = args.batch * args.heads_kv;
-#pragma omp parallel for schedule(dynamic) num_threads(thread_count(args))
-  for (int64_t item = 0; item < work; ++item) {
+  // (batch, kv head) pairs one after the other; inside, the query rows of the head group are
+  // shared among threads, each summing dk/dv into its own partial, and the partials are
+  // added in thread order: the same thread count always gives the same bits.
+  const int threads = thread_count(args);
+  std::vector<std::vector<Real>> dk_parts(static_cast<size_t>(threads));
+  std::vector<std::vector<Real>> dv_parts(static_cast<size_t>(threads));
+  for (int64_t item = 0; item < args.batch * args.heads_kv; ++item) {
     const int64_t batch_index = item / args.heads_kv;
     const int64_t kv_head = item % args.heads_kv;
     const SequenceBounds& sequence = problem.sequences[static_cast<size_t>(batch_index)];
-    std::vector<Real> dk_acc(static_cast<size_t>(sequence.used_k * dim), Real(0));
-    std::vector<Real> dv_acc(static_cast<size_t>(sequence.used_k * dim_v), Real(0));
-    std::vector<Real> out_row(static_cast<size_t>(dim_v)), dq_acc(static_cast<size_t>(dim));
-    RowState<Real> state;
-    for (int64_t head = kv_head * problem.group; head < (kv_head + 1) * problem.group; ++head) {
-      for (int64_t row = 0; row < sequence.len_q; ++row) {
+    const int64_t tasks = problem.group * sequence.len_q;
+    if (tasks == 0 || sequence.used_k == 0) continue;  // gradients stay 0
+    // OpenMP may grant fewer threads than asked: parts left empty are skipped in the sum.
+    for (std::vector<Real>& part : dk_parts) part.clear();
+    for (std::vector<Real>& part : dv_parts) part.clear();
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<Real>& dk_acc = dk_parts[static_cast<size_t>(omp_get_thread_num())];
+      std::vector<Real>& dv_acc = dv_parts[static_cast<size_t>(omp_get_thread_num())];
+      dk_acc.assign(static_cast<size_t>(sequence.used_k * dim), Real(0));
+      dv_acc.assign(static_cast<size_t>(sequence.used_k * dim_v), Real(0));
+      std::vector<Real> out_row(static_cast<size_t>(dim_v)), dq_acc(static_cast<size_t>(dim));
+      RowState<Real> state;
+#pragma omp for schedule(static, 1)
+      for (int64_t task = 0; task < tasks; ++task) {
+        const int64_t head = kv_head * problem.group + task / sequence.len_q;
+        const int64_t row = task % sequence.len_q;
         compute_row(problem, batch_index, head, row, &state);
         if (state.empty()) continue;  // no key seen: no gradient flows through this row
         const int64_t q_index = (sequence.q_row0 + row) * args.heads_q + head;
@@ -348,12 +368,20 @@ Status run_backward(const AttentionArgs& given, std::span<const double> q,
     for (int64_t col = 0; col < sequence.used_k; ++col) {
       const int64_t k_index = (sequence.k_row0 + col) * args.heads_kv + kv_head;
       for (int64_t d = 0; d < dim; ++d) {
+        Real sum = 0;
+        for (const std::vector<Real>& part : dk_parts) {
+          if (!part.empty()) sum += part[static_cast<size_t>(col * dim + d)];
+        }
         result->dk[static_cast<size_t>(k_index * dim + d)] =
-            static_cast<double>(problem.round(dk_acc[static_cast<size_t>(col * dim + d)]));
+            static_cast<double>(problem.round(sum));
       }
       for (int64_t d = 0; d < dim_v; ++d) {
+        Real sum = 0;
+        for (const std::vector<Real>& part : dv_parts) {
+          if (!part.empty()) sum += part[static_cast<size_t>(col * dim_v + d)];
+        }
         result->dv[static_cast<size_t>(k_index * dim_v + d)] =
-            static_cast<double>(problem.round(dv_acc[static_cast<size_t>(col * dim_v + d)]));
+            static_cast<double>(problem.round(sum));
       }
     }
   }
