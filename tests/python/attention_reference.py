@@ -29,39 +29,64 @@ def alibi_bias(slopes, seqlen_q, seqlen_k, dtype):
     return -slopes.to(dtype)[:, None, None] * (rows - cols).abs().to(dtype)[None]
 
 
-def dense_reference(q, k, v, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
-                    softmax_scale=None, dropout_p=0.0, keep=None):
-    """out [batch, sq, hq, dv] for q [batch, sq, hq, d], k/v [batch, sk, hk, d(v)], computed in
-    q's dtype. keep: bool [batch, hq, sq, sk], the dropout mask to apply (None: no dropout).
-    Rows that see no key give 0."""
-    batch, seqlen_q, heads, head_dim = q.shape
-    seqlen_k, heads_k = k.shape[1], k.shape[2]
+def _scores_and_bias(q, k, causal, window_size, softcap, alibi_slopes, softmax_scale):
+    """q [b, h, sq, d] and the expanded k [b, h, sk, d]: (visible, bias, scale)."""
+    batch, heads, seqlen_q, head_dim = q.shape
+    seqlen_k = k.shape[2]
     scale = head_dim ** -0.5 if softmax_scale is None else softmax_scale
-    qt = q.transpose(1, 2)
-    kt = k.repeat_interleave(heads // heads_k, dim=2).transpose(1, 2)
-    vt = v.repeat_interleave(heads // heads_k, dim=2).transpose(1, 2)
     visible = visible_mask(seqlen_q, seqlen_k, causal, window_size)
     bias = torch.zeros(batch, heads, seqlen_q, seqlen_k, dtype=q.dtype)
     if alibi_slopes is not None:
         slopes = alibi_slopes if alibi_slopes.dim() == 2 else alibi_slopes.expand(batch, heads)
         bias = bias + torch.stack([alibi_bias(s, seqlen_q, seqlen_k, q.dtype) for s in slopes])
+    return visible, bias, scale
+
+
+def _explicit_probs(qt, kt, visible, bias, scale, softcap):
+    scores = torch.matmul(qt, kt.transpose(-1, -2)) * scale
+    if softcap > 0.0:
+        scores = softcap * torch.tanh(scores / softcap)
+    empty_rows = ~visible.any(dim=-1)
+    scores = (scores + bias).masked_fill(~visible, float("-inf"))
+    scores[..., empty_rows, 0] = 0.0
+    probs = torch.softmax(scores, dim=-1)
+    return probs.masked_fill(empty_rows[None, None, :, None], 0.0)
+
+
+def dense_probs(q, k, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
+                softmax_scale=None):
+    """Softmax probabilities [batch, hq, sq, sk] (0 where masked), in q's dtype."""
+    qt = q.transpose(1, 2)
+    kt = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2).transpose(1, 2)
+    visible, bias, scale = _scores_and_bias(qt, kt, causal, window_size, softcap, alibi_slopes,
+                                            softmax_scale)
+    return _explicit_probs(qt, kt, visible, bias, scale, softcap)
+
+
+def dense_reference(q, k, v, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
+                    softmax_scale=None, dropout_p=0.0, keep=None):
+    """out [batch, sq, hq, dv] for q [batch, sq, hq, d], k/v [batch, sk, hk, d(v)], computed in
+    q's dtype: SDPA (math) with an explicit bias, or the explicit formula for softcap and
+    dropout. keep: bool [batch, hq, sq, sk], the dropout mask to apply (None: no dropout).
+    Rows that see no key give 0."""
+    heads, heads_k = q.shape[2], k.shape[2]
+    qt = q.transpose(1, 2)
+    kt = k.repeat_interleave(heads // heads_k, dim=2).transpose(1, 2)
+    vt = v.repeat_interleave(heads // heads_k, dim=2).transpose(1, 2)
+    visible, bias, scale = _scores_and_bias(qt, kt, causal, window_size, softcap, alibi_slopes,
+                                            softmax_scale)
     empty_rows = ~visible.any(dim=-1)  # [sq]
     if softcap == 0.0 and keep is None:
         bias = bias.masked_fill(~visible, float("-inf"))
         # Rows without keys would be NaN in SDPA; give them one finite (ignored) column.
         bias[..., empty_rows, 0] = 0.0
         out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=bias, scale=scale)
+        out = out.masked_fill(empty_rows[None, None, :, None], 0.0)
     else:
-        scores = torch.matmul(qt, kt.transpose(-1, -2)) * scale
-        if softcap > 0.0:
-            scores = softcap * torch.tanh(scores / softcap)
-        scores = (scores + bias).masked_fill(~visible, float("-inf"))
-        scores[..., empty_rows, 0] = 0.0
-        probs = torch.softmax(scores, dim=-1)
+        probs = _explicit_probs(qt, kt, visible, bias, scale, softcap)
         if keep is not None:
             probs = probs * keep.to(probs.dtype) / (1.0 - dropout_p)
         out = torch.matmul(probs, vt)
-    out = out.masked_fill(empty_rows[None, None, :, None], 0.0)
     return out.transpose(1, 2)
 
 
