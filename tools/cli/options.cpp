@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -162,6 +163,10 @@ std::optional<int> parse_options(int argc, char** argv, Problem* problem) {
     for (const auto& [flag, value] :
          {std::pair{"--seqlen-q", p.seqlen_q}, {"--seqlen-k", p.seqlen_k}}) {
       if (value < 0) throw CLI::ValidationError(flag, "must be >= 0, got " + std::to_string(value));
+    }
+    // A JSON path that cannot be written fails now, not after a long run.
+    if (!p.json_path.empty() && p.json_path != "-" && !std::ofstream(p.json_path, std::ios::app)) {
+      throw CLI::ValidationError("--json", "cannot write " + p.json_path);
     }
     resolve_device(device_name, backend_name, &p);
   } catch (const CLI::ParseError& error) {

@@ -26,7 +26,8 @@ int threads_used(const Problem& problem) {
 
 std::string device_text(const Problem& problem) {
   if (problem.device == Device::cuda) return "cuda";
-  return fmt::format("cpu, {} threads", threads_used(problem));
+  const int threads = threads_used(problem);
+  return fmt::format("cpu, {} thread{}", threads, threads == 1 ? "" : "s");
 }
 
 std::string shape_text(const Problem& problem) {
