@@ -1,0 +1,34 @@
+// The inner loops of the tiled backend (GEMM micro-kernel, row max, exp), chosen at run time.
+//
+// Every kernel set computes the same functions; the AVX-512 set is used when the CPU has
+// AVX-512F, the portable set (plain C++ the compiler vectorises for the baseline ISA)
+// otherwise. FLASHATTN_CPU_ISA=portable forces the portable set (tests use it to cover
+// CPUs without AVX-512 on this one).
+#pragma once
+
+#include <cstdint>
+
+namespace flashattn::cpu_tiled {
+
+struct Kernels {
+  const char* name;
+  // C[m x n] = A[m x k] * B[k x n] (accumulate: C += ...), all fp32. A element (i, p) is at
+  // a[i * a_row + p * a_col], so A may be a transposed view (a_row 1, a_col = its width);
+  // B and C are row-major with leading dimensions ldb and ldc.
+  void (*gemm)(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+               const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
+  // max(x[0..n)), -inf for n == 0.
+  float (*row_max)(const float* x, int64_t n);
+  // x[j] = exp(x[j] - shift) for j < n, and returns the sum of the results. Elements at -inf
+  // (masked) become exactly 0; shift must be finite.
+  float (*exp_shifted)(float* x, int64_t n, float shift);
+};
+
+// The set for this CPU (decided once, thread-safe).
+const Kernels& kernels();
+// The portable set, always available.
+const Kernels& portable_kernels();
+// The AVX-512 set, or nullptr when this CPU lacks AVX-512F.
+const Kernels* avx512_kernels();
+
+}  // namespace flashattn::cpu_tiled
