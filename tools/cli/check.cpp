@@ -1,6 +1,8 @@
 // --check: the results of a run against the fp64 reference, by the DESIGN.md criterion.
 #include "check.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -10,9 +12,9 @@
 namespace flashattn::cli {
 namespace {
 
-// Reference work allowed for one check, in (query, key, dim) steps of the naive algorithm:
-// about half a minute on two cores (the reference runs ~6e9 of them per second there).
-constexpr double kReferenceBudget = 2e11;
+// Reference work allowed for one check per CPU thread, in (query, key, dim) steps of the naive
+// algorithm: about half a minute (two loaded cores run ~3e9 steps per second).
+constexpr double kReferenceStepsPerThread = 5e10;
 
 // Naive steps of the reference runs for one (sequence, query head): every (query, key) pair
 // is scored whatever the mask; fp64 and input-dtype forward, and backward (about 2.5x each).
@@ -24,13 +26,15 @@ double reference_steps(const Problem& problem, SequenceLengths lengths) {
 
 // Picks the prefix to check: everything, else whole sequences, else GQA groups of sequence 0.
 void choose_scope(const Problem& problem, CheckResult* result) {
+  const int threads = problem.threads > 0 ? problem.threads : omp_get_max_threads();
+  const double budget = kReferenceStepsPerThread * threads;
   const double heads = static_cast<double>(problem.heads_q);
   double steps = 0;
   int64_t batches = 0;
   while (batches < problem.batch) {
     const double more = reference_steps(problem, problem.lengths(batches)) * heads;
-    if (batches > 0 && steps + more > kReferenceBudget) break;
-    if (batches == 0 && more > kReferenceBudget) break;
+    if (batches > 0 && steps + more > budget) break;
+    if (batches == 0 && more > budget) break;
     steps += more;
     ++batches;
   }
@@ -43,7 +47,7 @@ void choose_scope(const Problem& problem, CheckResult* result) {
   const int64_t group = problem.heads_q / problem.heads_kv;
   const double per_group =
       reference_steps(problem, problem.lengths(0)) * static_cast<double>(group);
-  const int64_t groups = std::max<int64_t>(1, static_cast<int64_t>(kReferenceBudget / per_group));
+  const int64_t groups = std::max<int64_t>(1, static_cast<int64_t>(budget / per_group));
   result->batches = 1;
   result->heads_q = std::min(problem.heads_q, groups * group);
 }

@@ -70,7 +70,9 @@ void print_timing(const char* name, const Timing& timing, double flops) {
 std::string scope_text(const Problem& problem, const CheckResult& check) {
   if (check.complete) return "all sequences and heads";
   if (check.heads_q == problem.heads_q) {
-    return fmt::format("sequences 0-{} of {}, all heads", check.batches - 1, problem.batch);
+    const std::string sequences =
+        check.batches == 1 ? "sequence 0" : fmt::format("sequences 0-{}", check.batches - 1);
+    return fmt::format("{} of {}, all heads", sequences, problem.batch);
   }
   return fmt::format("sequence 0 of {}, heads 0-{} of {}", problem.batch, check.heads_q - 1,
                      problem.heads_q);
