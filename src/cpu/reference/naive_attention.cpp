@@ -37,20 +37,28 @@ struct Rounding {
   }
 };
 
-// Dot product with four partial sums (the order only affects rounding, and lets the compiler
-// overlap the multiply-adds).
+// Dot product. In fp64 four partial sums let the multiply-adds overlap (the order only moves
+// the result by ~1e-16). In input_dtype mode the sum runs strictly in order, as the naive loop
+// does: ref_lowp defines the criterion's bound, so it must be the plain algorithm, not a more
+// accurate one.
 template <typename Real>
 Real dot_product(const Real* a, const Real* b, int64_t n) {
-  Real partial[4] = {0, 0, 0, 0};
-  int64_t d = 0;
-  for (; d + 4 <= n; d += 4) {
-    partial[0] += a[d] * b[d];
-    partial[1] += a[d + 1] * b[d + 1];
-    partial[2] += a[d + 2] * b[d + 2];
-    partial[3] += a[d + 3] * b[d + 3];
+  if constexpr (!std::is_same_v<Real, double>) {
+    Real sum = 0;
+    for (int64_t d = 0; d < n; ++d) sum += a[d] * b[d];
+    return sum;
+  } else {
+    Real partial[4] = {0, 0, 0, 0};
+    int64_t d = 0;
+    for (; d + 4 <= n; d += 4) {
+      partial[0] += a[d] * b[d];
+      partial[1] += a[d + 1] * b[d + 1];
+      partial[2] += a[d + 2] * b[d + 2];
+      partial[3] += a[d + 3] * b[d + 3];
+    }
+    for (; d < n; ++d) partial[0] += a[d] * b[d];
+    return (partial[0] + partial[1]) + (partial[2] + partial[3]);
   }
-  for (; d < n; ++d) partial[0] += a[d] * b[d];
-  return (partial[0] + partial[1]) + (partial[2] + partial[3]);
 }
 
 // The problem in working precision plus everything the per-row step needs.
