@@ -118,7 +118,7 @@ void run_tile(const Problem& problem, const BackwardParams& params, const Kernel
     if (std::isinf(lse[r])) {  // the row saw no key: no gradient flows through it
       std::fill(row_probs, row_probs + cols, 0.0f);
     } else {
-      kernels.exp_shifted(row_probs, cols, lse[r]);
+      kernels.exp_shifted(row_probs, cols, context.exp_scale(), lse[r]);
     }
   }
   // With dropout, dV and dP see the kept probabilities, rescaled by 1 / (1 - p).

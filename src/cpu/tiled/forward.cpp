@@ -108,6 +108,7 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
   const ScoreContext context{problem.mask(sequence), params.softmax_scale, params.softcap,
                              problem.alibi_slope(item.batch_index, item.head),
                              params.alibi_slopes != nullptr};
+  const float exp_scale = context.exp_scale();
   const bool dropout = params.dropout_p > 0.0f;
   const DropoutSpec dropout_spec = make_dropout_spec(params);
   const uint32_t batch_head = static_cast<uint32_t>(item.batch_index * params.heads_q + item.head);
@@ -133,14 +134,16 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
     finish_scores(context, item.row0, rows, col0, cols, scores, kKeyTile, nullptr);
     for (int64_t r = 0; r < rows; ++r) {
       float* row_scores = scores + r * kKeyTile;
-      const float tile_max = kernels.row_max(row_scores, cols);
+      // exp_scale > 0 commutes with the max (rounding is monotonic): no scaled copy needed.
+      const float tile_max = kernels.row_max(row_scores, cols) * exp_scale;
       const float new_max = std::max(row_max[r], tile_max);
       if (new_max == -kInfinity) {  // nothing visible in this row yet
         std::fill(row_scores, row_scores + cols, 0.0f);
         continue;
       }
       const float correction = std::exp(row_max[r] - new_max);  // 0 on the first visible tile
-      row_sum[r] = row_sum[r] * correction + kernels.exp_shifted(row_scores, cols, new_max);
+      row_sum[r] =
+          row_sum[r] * correction + kernels.exp_shifted(row_scores, cols, exp_scale, new_max);
       row_max[r] = new_max;
       if (correction != 1.0f) {
         float* out_row = out + r * dim_v;

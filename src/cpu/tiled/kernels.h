@@ -19,9 +19,10 @@ struct Kernels {
                const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
   // max(x[0..n)), -inf for n == 0.
   float (*row_max)(const float* x, int64_t n);
-  // x[j] = exp(x[j] - shift) for j < n, and returns the sum of the results. Elements at -inf
-  // (masked) become exactly 0; shift must be finite.
-  float (*exp_shifted)(float* x, int64_t n, float shift);
+  // x[j] = exp(scale * x[j] - shift) for j < n, and returns the sum of the results. Elements
+  // at -inf (masked) become exactly 0; scale must be positive and shift finite. Taking the
+  // softmax scale here saves the softmax a pass over the score tile.
+  float (*exp_shifted)(float* x, int64_t n, float scale, float shift);
 };
 
 // The set for this CPU (decided once, thread-safe).

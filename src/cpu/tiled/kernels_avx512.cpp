@@ -142,13 +142,14 @@ FLASHATTN_AVX512 __m512 exp_vector(__m512 x) {
   return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow), _mm512_scalef_ps(poly, n));
 }
 
-FLASHATTN_AVX512 float exp_shifted(float* x, int64_t n, float shift) {
+FLASHATTN_AVX512 float exp_shifted(float* x, int64_t n, float scale, float shift) {
+  const __m512 scale_vector = _mm512_set1_ps(scale);
   const __m512 shift_vector = _mm512_set1_ps(shift);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 lanes = lanes_left(n - j);
-    const __m512 value =
-        exp_vector(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, x + j), shift_vector));
+    const __m512 value = exp_vector(
+        _mm512_fmsub_ps(scale_vector, _mm512_maskz_loadu_ps(lanes, x + j), shift_vector));
     _mm512_mask_storeu_ps(x + j, lanes, value);
     sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(lanes, value));
   }

@@ -29,10 +29,10 @@ float row_max(const float* x, int64_t n) {
   return best;
 }
 
-float exp_shifted(float* x, int64_t n, float shift) {
+float exp_shifted(float* x, int64_t n, float scale, float shift) {
   float sum = 0.0f;
   for (int64_t j = 0; j < n; ++j) {
-    x[j] = std::exp(x[j] - shift);
+    x[j] = std::exp(scale * x[j] - shift);
     sum += x[j];
   }
   return sum;

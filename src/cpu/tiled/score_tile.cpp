@@ -15,13 +15,16 @@ void finish_scores(const ScoreContext& context, int64_t row0, int64_t rows, int6
                    int64_t cols, float* s, int64_t ld, float* capped) {
   constexpr float kHidden = -std::numeric_limits<float>::infinity();
   const bool plain = context.softcap <= 0.0f && !context.has_alibi;
+  const bool fold = context.folds_scale();
   const int64_t diagonal = context.mask.diagonal();
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t row = row0 + r;
     float* scores = s + r * ld;
     float* capped_row = capped != nullptr ? capped + r * ld : nullptr;
     if (plain) {
-      for (int64_t j = 0; j < cols; ++j) scores[j] *= context.scale;
+      if (!fold) {
+        for (int64_t j = 0; j < cols; ++j) scores[j] *= context.scale;
+      }
       if (capped_row != nullptr) std::copy(scores, scores + cols, capped_row);
     } else {
       for (int64_t j = 0; j < cols; ++j) {
