@@ -2,6 +2,8 @@
 #include "support/checks.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -48,6 +50,9 @@ class Report {
   }
   void fail(const std::string& line) { failures_ += "\n  " + line; }
   void comparison(const char* what, const Comparison& result, int64_t heads, int64_t dim) {
+    // FLASHATTN_CHECK_VERBOSE=1 prints every comparison, to see how close passing cases come.
+    static const bool verbose = std::getenv("FLASHATTN_CHECK_VERBOSE") != nullptr;
+    if (verbose) std::printf("%s %s: %s\n", header_.c_str(), what, result.describe().c_str());
     if (result.passed) return;
     std::string where;
     if (result.worst_index >= 0 && heads > 0 && dim > 0) {
