@@ -83,6 +83,10 @@ AttentionCase scale(AttentionCase c, float s) {
   c.softmax_scale = s;
   return c;
 }
+AttentionCase value_dim(AttentionCase c, int64_t head_dim_v) {
+  c.head_dim_v = head_dim_v;
+  return c;
+}
 
 constexpr DType f32 = DType::fp32, f16 = DType::fp16, b16 = DType::bf16;
 
@@ -105,6 +109,13 @@ std::vector<AttentionCase> table() {
       dense(f32, 3, 113, 1023, 8, 1, 32),  // MQA
       dense(f16, 1, 1023, 1023, 2, 1, 256),
       dense(b16, 3, 203, 203, 24, 3, 111),  // GQA 8:1 with 3 kv heads
+      value_dim(dense(b16, 1, 113, 203, 2, 1, 64), 32),
+      value_dim(causal(dense(f32, 3, 203, 113, 2, 2, 59)), 128),
+
+      // Large scores: the running max moves between key tiles, probabilities underflow.
+      scale(dense(b16, 1, 203, 1023, 2, 2, 64), 2.0f),
+      scale(causal(dense(f32, 3, 113, 203, 2, 1, 128)), 1.5f),
+      scale(dropout(dense(f16, 1, 113, 1023, 2, 2, 32), 0.3f), 1.0f),
 
       // Causal (bottom-right aligned) and sliding windows.
       causal(dense(b16, 1, 1023, 1023, 2, 2, 64)),
