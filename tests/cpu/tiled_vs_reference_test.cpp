@@ -29,6 +29,13 @@ Backend backend_under_test() {
   return Backend::cpu_tiled;
 }
 
+// FLASHATTN_TABLE_SEED=<n> draws other inputs for every row (to hunt for borderline cases);
+// the default is fixed so that ctest runs are reproducible.
+uint64_t table_seed() {
+  const char* text = std::getenv("FLASHATTN_TABLE_SEED");
+  return text != nullptr ? std::strtoull(text, nullptr, 10) : 0x5eed0000;
+}
+
 // Shorthands that keep each row on one line.
 AttentionCase dense(DType dtype, int64_t batch, int64_t seqlen_q, int64_t seqlen_k, int64_t heads_q,
                     int64_t heads_kv, int64_t head_dim) {
@@ -174,7 +181,7 @@ class TiledVsReference : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(TiledVsReference, ForwardAndBackward) {
   const AttentionCase& row = GetParam();
-  HostProblem problem = make_problem(row, /*seed=*/0x5eed0000 + row.head_dim);
+  HostProblem problem = make_problem(row, table_seed() + row.head_dim);
 
   ForwardParams forward_params = problem.forward_params();
   forward_params.backend = backend_under_test();
