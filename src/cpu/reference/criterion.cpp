@@ -50,7 +50,11 @@ Comparison compare(std::span<const double> actual, std::span<const double> ref,
     return result;
   }
   for (size_t i = 0; i < ref.size(); ++i) {
-    result.lowp_error = std::max(result.lowp_error, std::abs(ref_lowp[i] - ref[i]));
+    const double lowp_error = std::abs(ref_lowp[i] - ref[i]);
+    // std::max would drop a NaN; a NaN in either reference must poison the bound instead.
+    result.lowp_error = std::isnan(lowp_error) || std::isnan(result.lowp_error)
+                            ? std::numeric_limits<double>::quiet_NaN()
+                            : std::max(result.lowp_error, lowp_error);
   }
   result.tolerance = multiplier * result.lowp_error + kAbsoluteSlack;
   int64_t first_nan = -1;
@@ -68,7 +72,7 @@ Comparison compare(std::span<const double> actual, std::span<const double> ref,
     result.worst_actual = actual[static_cast<size_t>(first_nan)];
     result.worst_ref = ref[static_cast<size_t>(first_nan)];
   }
-  // A NaN tolerance (NaN in ref_lowp) fails the comparison below as well.
+  // A NaN tolerance (NaN in ref or ref_lowp) fails the comparison below as well.
   result.passed = result.nan_count == 0 && result.max_error <= result.tolerance;
   return result;
 }
@@ -91,7 +95,9 @@ Comparison compare_lse(std::span<const double> actual, std::span<const double> r
       continue;
     }
     double error;
-    if (std::isinf(ref[i]) || std::isinf(actual[i])) {
+    if (std::isnan(ref[i])) {
+      error = kInfinity;  // a NaN oracle proves nothing
+    } else if (std::isinf(ref[i]) || std::isinf(actual[i])) {
       error = actual[i] == ref[i] ? 0.0 : kInfinity;  // +inf only matches +inf
     } else {
       error = std::abs(actual[i] - ref[i]) / std::max(1.0, std::abs(ref[i]));
