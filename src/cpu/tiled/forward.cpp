@@ -14,20 +14,27 @@
 #include <vector>
 
 #include "api/backends.h"
+#include "cpu/tiled/amx.h"
 #include "cpu/tiled/dropout_tile.h"
 #include "cpu/tiled/kernels.h"
 #include "cpu/tiled/operands.h"
+#include "cpu/tiled/packed_bf16.h"
 #include "cpu/tiled/problem.h"
 #include "cpu/tiled/score_tile.h"
 
 namespace flashattn::cpu_tiled {
 namespace {
 
-// fp32 copies of K (transposed key tiles, [dim][kKeyTile] each) and V (rows) for every
-// (sequence, kv head); key counts rounded up to whole tiles.
+// K and V of every (sequence, kv head), key counts rounded up to whole tiles, in the layout
+// of the tile products: fp32 copies (K as transposed key tiles [dim][kKeyTile], V as rows), or
+// with AMX bf16 pairs (packed_bf16.h) with head dims padded to dim_pad / dim_v_pad.
 struct PackedKeys {
+  bool amx = false;
+  int64_t dim_pad = 0, dim_v_pad = 0;
   std::vector<float> keys_t;
   std::vector<float> values;
+  std::vector<uint16_t> keys_bf16;
+  std::vector<uint16_t> values_bf16;
   std::vector<int64_t> first_key;  // per sequence: padded keys of the sequences before it
 
   int64_t slot(const Problem& problem, int64_t batch_index, int64_t kv_head) const {
@@ -37,8 +44,11 @@ struct PackedKeys {
   }
 };
 
-PackedKeys pack_keys(const Problem& problem, const ForwardParams& params, int threads) {
+PackedKeys pack_keys(const Problem& problem, const ForwardParams& params, bool amx, int threads) {
   PackedKeys packed;
+  packed.amx = amx;
+  packed.dim_pad = padded_dim(params.head_dim);
+  packed.dim_v_pad = padded_dim(params.head_dim_v);
   const int64_t batch = params.batch;
   packed.first_key.resize(static_cast<size_t>(batch) + 1, 0);
   for (int64_t b = 0; b < batch; ++b) {
@@ -46,17 +56,30 @@ PackedKeys pack_keys(const Problem& problem, const ForwardParams& params, int th
         packed.first_key[b] + problem.sequences[static_cast<size_t>(b)].key_tiles() * kKeyTile;
   }
   const int64_t total = packed.first_key[static_cast<size_t>(batch)] * params.heads_kv;
-  packed.keys_t.resize(static_cast<size_t>(total * params.head_dim));
-  packed.values.resize(static_cast<size_t>(total * params.head_dim_v));
+  if (amx) {
+    packed.keys_bf16.resize(static_cast<size_t>(total * packed.dim_pad));
+    packed.values_bf16.resize(static_cast<size_t>(total * packed.dim_v_pad));
+  } else {
+    packed.keys_t.resize(static_cast<size_t>(total * params.head_dim));
+    packed.values.resize(static_cast<size_t>(total * params.head_dim_v));
+  }
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int64_t item = 0; item < batch * params.heads_kv; ++item) {
     const int64_t b = item / params.heads_kv, kv_head = item % params.heads_kv;
     const int64_t used = problem.sequences[static_cast<size_t>(b)].used_k;
     const int64_t slot = packed.slot(problem, b, kv_head);
-    gather_transposed_tiles(HeadRows{&problem, &params.k, Side::key, b, kv_head, params.head_dim},
-                            used, packed.keys_t.data() + slot * params.head_dim);
-    gather_rows(HeadRows{&problem, &params.v, Side::key, b, kv_head, params.head_dim_v}, 0, used,
-                packed.values.data() + slot * params.head_dim_v, params.head_dim_v);
+    const HeadRows keys{&problem, &params.k, Side::key, b, kv_head, params.head_dim};
+    const HeadRows values{&problem, &params.v, Side::key, b, kv_head, params.head_dim_v};
+    if (amx) {
+      pack_key_tiles_bf16(keys, used, packed.dim_pad,
+                          packed.keys_bf16.data() + slot * packed.dim_pad);
+      pack_value_tiles_bf16(values, used, packed.dim_v_pad,
+                            packed.values_bf16.data() + slot * packed.dim_v_pad);
+    } else {
+      gather_transposed_tiles(keys, used, packed.keys_t.data() + slot * params.head_dim);
+      gather_rows(values, 0, used, packed.values.data() + slot * params.head_dim_v,
+                  params.head_dim_v);
+    }
   }
   return packed;
 }
@@ -86,17 +109,72 @@ std::vector<WorkItem> work_items(const Problem& problem, const ForwardParams& pa
   return items;
 }
 
-// Per-thread tiles of one query tile.
+// Per-thread tiles of one query tile. out has out_ld columns: head_dim_v, or dim_v_pad for the
+// AMX products (which also need the query and the probabilities in bf16).
 struct Scratch {
+  int64_t out_ld;
   std::vector<float> query, scores, out, row_max, row_sum, keep;
-  Scratch(int64_t dim, int64_t dim_v)
-      : query(kQueryTile * dim),
+  std::vector<uint16_t> query_bf16, probs_bf16;
+  Scratch(const PackedKeys& packed, int64_t dim, int64_t dim_v)
+      : out_ld(packed.amx ? packed.dim_v_pad : dim_v),
+        query(packed.amx ? 0 : kQueryTile * dim),
         scores(kQueryTile * kKeyTile),
-        out(kQueryTile * dim_v),
+        out(kQueryTile * out_ld),
         row_max(kQueryTile),
         row_sum(kQueryTile),
-        keep(kKeyTile) {}
+        keep(kKeyTile),
+        query_bf16(packed.amx ? kQueryTile * packed.dim_pad : 0),
+        probs_bf16(packed.amx ? kQueryTile * kKeyTile : 0) {}
 };
+
+// Online softmax over one score tile (FlashAttention-2): updates the running max and sum of
+// each row, rescales its output row, and leaves P (dropped and rescaled under dropout) in the
+// tile for the P.V product.
+void softmax_tile(const ForwardParams& params, const Kernels& kernels, const ScoreContext& context,
+                  const WorkItem& item, int64_t rows, int64_t col0, int64_t cols,
+                  Scratch& scratch) {
+  constexpr float kInfinity = std::numeric_limits<float>::infinity();
+  const float exp_scale = context.exp_scale();
+  const bool dropout = params.dropout_p > 0.0f;
+  const DropoutSpec dropout_spec = make_dropout_spec(params);
+  const uint32_t batch_head = static_cast<uint32_t>(item.batch_index * params.heads_q + item.head);
+  float* scores = scratch.scores.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row_scores = scores + r * kKeyTile;
+    // exp_scale > 0 commutes with the max (rounding is monotonic): no scaled copy needed.
+    const float tile_max = kernels.row_max(row_scores, cols) * exp_scale;
+    const float new_max = std::max(scratch.row_max[r], tile_max);
+    if (new_max == -kInfinity) {  // nothing visible in this row yet
+      std::fill(row_scores, row_scores + cols, 0.0f);
+      continue;
+    }
+    const float correction = std::exp(scratch.row_max[r] - new_max);  // 0 on the first tile
+    scratch.row_sum[r] =
+        scratch.row_sum[r] * correction + kernels.exp_shifted(row_scores, cols, exp_scale, new_max);
+    scratch.row_max[r] = new_max;
+    if (correction != 1.0f) {
+      float* out_row = scratch.out.data() + r * scratch.out_ld;
+      for (int64_t d = 0; d < params.head_dim_v; ++d) out_row[d] *= correction;
+    }
+    if (dropout) {
+      // The softmax sum above uses the undropped probabilities; only P.V sees the dropout.
+      const int64_t row = item.row0 + r;
+      float* keep = scratch.keep.data();
+      dropout_factors(dropout_spec, batch_head, row, col0, cols, keep);
+      for (int64_t j = 0; j < cols; ++j) row_scores[j] *= keep[j];
+      if (params.dropout_mask != nullptr) {
+        uint8_t* mask_row =
+            params.dropout_mask +
+            (static_cast<int64_t>(batch_head) * params.seqlen_q + row) * params.seqlen_k;
+        const int64_t first = std::max(context.mask.first_col(row), col0);
+        const int64_t last = std::min(context.mask.last_col(row), col0 + cols);
+        for (int64_t col = first; col < last; ++col) {
+          mask_row[col] = keep[col - col0] != 0.0f ? 1 : 0;
+        }
+      }
+    }
+  }
+}
 
 void run_item(const Problem& problem, const ForwardParams& params, const PackedKeys& packed,
               const Kernels& kernels, const WorkItem& item, Scratch& scratch) {
@@ -108,80 +186,61 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
   const ScoreContext context{problem.mask(sequence), params.softmax_scale, params.softcap,
                              problem.alibi_slope(item.batch_index, item.head),
                              params.alibi_slopes != nullptr};
-  const float exp_scale = context.exp_scale();
-  const bool dropout = params.dropout_p > 0.0f;
-  const DropoutSpec dropout_spec = make_dropout_spec(params);
-  const uint32_t batch_head = static_cast<uint32_t>(item.batch_index * params.heads_q + item.head);
-
-  float* query = scratch.query.data();
+  const int64_t out_ld = scratch.out_ld;
   float* scores = scratch.scores.data();
   float* out = scratch.out.data();
-  float* row_max = scratch.row_max.data();
-  float* row_sum = scratch.row_sum.data();
-  gather_rows(HeadRows{&problem, &params.q, Side::query, item.batch_index, item.head, dim},
-              item.row0, rows, query, dim);
-  std::fill(out, out + rows * dim_v, 0.0f);
-  std::fill(row_max, row_max + rows, -kInfinity);
-  std::fill(row_sum, row_sum + rows, 0.0f);
+  const HeadRows query_rows{&problem, &params.q, Side::query, item.batch_index, item.head, dim};
+  if (packed.amx) {
+    gather_rows_bf16(query_rows, item.row0, rows, kQueryTile, packed.dim_pad,
+                     scratch.query_bf16.data());
+  } else {
+    gather_rows(query_rows, item.row0, rows, scratch.query.data(), dim);
+  }
+  std::fill(scratch.out.begin(), scratch.out.end(), 0.0f);
+  std::fill(scratch.row_max.begin(), scratch.row_max.end(), -kInfinity);
+  std::fill(scratch.row_sum.begin(), scratch.row_sum.end(), 0.0f);
 
   const int64_t slot = packed.slot(problem, item.batch_index, kv_head);
   const ColumnRange visible = visible_columns(context.mask, item.row0, rows);
   for (int64_t col0 = visible.first / kKeyTile * kKeyTile; col0 < visible.last; col0 += kKeyTile) {
     const int64_t cols = std::min(kKeyTile, sequence.used_k - col0);
-    const float* keys_t = packed.keys_t.data() + (slot + col0) * dim;  // tile col0 / kKeyTile
-    const float* values = packed.values.data() + (slot + col0) * dim_v;
-    kernels.gemm(rows, cols, dim, query, dim, 1, keys_t, kKeyTile, scores, kKeyTile, false);
-    finish_scores(context, item.row0, rows, col0, cols, scores, kKeyTile, nullptr);
-    for (int64_t r = 0; r < rows; ++r) {
-      float* row_scores = scores + r * kKeyTile;
-      // exp_scale > 0 commutes with the max (rounding is monotonic): no scaled copy needed.
-      const float tile_max = kernels.row_max(row_scores, cols) * exp_scale;
-      const float new_max = std::max(row_max[r], tile_max);
-      if (new_max == -kInfinity) {  // nothing visible in this row yet
-        std::fill(row_scores, row_scores + cols, 0.0f);
-        continue;
-      }
-      const float correction = std::exp(row_max[r] - new_max);  // 0 on the first visible tile
-      row_sum[r] =
-          row_sum[r] * correction + kernels.exp_shifted(row_scores, cols, exp_scale, new_max);
-      row_max[r] = new_max;
-      if (correction != 1.0f) {
-        float* out_row = out + r * dim_v;
-        for (int64_t d = 0; d < dim_v; ++d) out_row[d] *= correction;
-      }
-      if (dropout) {
-        // The softmax sum above uses the undropped probabilities; only P.V sees the dropout.
-        const int64_t row = item.row0 + r;
-        float* keep = scratch.keep.data();
-        dropout_factors(dropout_spec, batch_head, row, col0, cols, keep);
-        for (int64_t j = 0; j < cols; ++j) row_scores[j] *= keep[j];
-        if (params.dropout_mask != nullptr) {
-          uint8_t* mask_row =
-              params.dropout_mask +
-              (static_cast<int64_t>(batch_head) * params.seqlen_q + row) * params.seqlen_k;
-          const int64_t first = std::max(context.mask.first_col(row), col0);
-          const int64_t last = std::min(context.mask.last_col(row), col0 + cols);
-          for (int64_t col = first; col < last; ++col) {
-            mask_row[col] = keep[col - col0] != 0.0f ? 1 : 0;
-          }
-        }
-      }
+    if (packed.amx) {
+      amx_scores(scratch.query_bf16.data(),
+                 packed.keys_bf16.data() + (slot + col0) * packed.dim_pad, packed.dim_pad, scores);
+    } else {
+      kernels.gemm(rows, cols, dim, scratch.query.data(), dim, 1,
+                   packed.keys_t.data() + (slot + col0) * dim, kKeyTile, scores, kKeyTile, false);
     }
-    kernels.gemm(rows, dim_v, cols, scores, kKeyTile, 1, values, dim_v, out, dim_v, true);
+    finish_scores(context, item.row0, rows, col0, cols, scores, kKeyTile, nullptr);
+    softmax_tile(params, kernels, context, item, rows, col0, cols, scratch);
+    if (packed.amx) {
+      // P goes to bf16 for the tile product (as FlashAttention-2 does on GPUs). Columns past
+      // cols keep finite values of earlier tiles; they meet the zero padding of the values.
+      for (int64_t r = 0; r < rows; ++r) {
+        convert_to_bf16(scores + r * kKeyTile, cols, scratch.probs_bf16.data() + r * kKeyTile);
+      }
+      amx_accumulate(scratch.probs_bf16.data(),
+                     packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad, packed.dim_v_pad,
+                     out);
+    } else {
+      kernels.gemm(rows, dim_v, cols, scores, kKeyTile, 1,
+                   packed.values.data() + (slot + col0) * dim_v, dim_v, out, out_ld, true);
+    }
   }
 
   for (int64_t r = 0; r < rows; ++r) {
-    float* out_row = out + r * dim_v;
-    const bool sees_keys = row_sum[r] > 0.0f;
-    const float inverse = sees_keys ? 1.0f / row_sum[r] : 0.0f;
+    float* out_row = out + r * out_ld;
+    const float row_sum = scratch.row_sum[r];
+    const bool sees_keys = row_sum > 0.0f;
+    const float inverse = sees_keys ? 1.0f / row_sum : 0.0f;
     for (int64_t d = 0; d < dim_v; ++d) out_row[d] *= inverse;
     if (params.lse.data != nullptr) {
       params.lse.data[problem.lse_offset(params.lse, item.batch_index, item.head, item.row0 + r)] =
-          sees_keys ? row_max[r] + std::log(row_sum[r]) : kInfinity;
+          sees_keys ? scratch.row_max[r] + std::log(row_sum) : kInfinity;
     }
   }
   scatter_rows(HeadRows{&problem, &params.out, Side::query, item.batch_index, item.head, dim_v},
-               item.row0, rows, out, dim_v);
+               item.row0, rows, out, out_ld);
 }
 
 }  // namespace
@@ -199,16 +258,20 @@ Status forward(const ForwardParams& params) {
                   static_cast<size_t>(params.seqlen_k));
     }
   }
-  const PackedKeys packed = pack_keys(problem, params, threads);
+  // bf16 runs on AMX tile products where the CPU has them; everything else on fp32 tiles.
+  const bool amx = params.dtype == DType::bf16 && amx_bf16_available();
+  const PackedKeys packed = pack_keys(problem, params, amx, threads);
   const std::vector<WorkItem> items = work_items(problem, params);
   const int64_t count = static_cast<int64_t>(items.size());
 #pragma omp parallel num_threads(threads)
   {
-    Scratch scratch(params.head_dim, params.head_dim_v);
+    Scratch scratch(packed, params.head_dim, params.head_dim_v);
+    if (amx) amx_begin_thread();
 #pragma omp for schedule(dynamic)
     for (int64_t index = 0; index < count; ++index) {
       run_item(problem, params, packed, chosen, items[static_cast<size_t>(index)], scratch);
     }
+    if (amx) amx_end_thread();
   }
   return Status::Ok();
 }

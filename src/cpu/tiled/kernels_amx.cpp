@@ -1,0 +1,159 @@
+// AMX-BF16 tile products of the forward: 64 x 64 score tiles and P.V accumulation.
+//
+// All eight tile registers are configured as 16 rows x 64 bytes: tmm0-3 hold a 32 x 32 block
+// of fp32 results, tmm4-5 two 16-row slices of A, tmm6-7 two 16-column slices of B, so each
+// pair of A and B loads feeds four TDPBF16PS.
+#include "cpu/tiled/amx.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#define FLASHATTN_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16,avx512vl")))
+
+namespace flashattn::cpu_tiled {
+namespace {
+
+bool request_tile_permission() {
+  constexpr long kArchReqXcompPerm = 0x1023;  // arch_prctl(ARCH_REQ_XCOMP_PERM, ...)
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+bool detect() {
+  const char* forced = std::getenv("FLASHATTN_CPU_ISA");
+  if (forced != nullptr && std::string_view(forced) != "amx") return false;
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("amx-tile") ||
+      !__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512f")) {
+    return false;
+  }
+  return request_tile_permission();
+}
+
+constexpr int64_t kTileRows = 16;
+constexpr int64_t kTileBytes = 64;  // per row: 32 bf16 or 16 fp32
+
+}  // namespace
+
+bool amx_bf16_available() {
+  static const bool available = detect();
+  return available;
+}
+
+// The 64-byte operand of LDTILECFG, palette 1: byte 0 the palette, bytes 16 + 2t the bytes
+// per row of tile t (16-bit), byte 48 + t its rows. GCC 12's _tile_loadconfig tells the
+// compiler that it reads only 8 bytes, so the stores to the rest were dropped as dead: the asm
+// below names all 64 bytes as its input.
+FLASHATTN_AMX void amx_begin_thread() {
+  alignas(64) unsigned char config[64] = {};
+  config[0] = 1;
+  for (int tile = 0; tile < 8; ++tile) {
+    config[16 + 2 * tile] = static_cast<unsigned char>(kTileBytes);
+    config[48 + tile] = static_cast<unsigned char>(kTileRows);
+  }
+  __asm__ volatile("ldtilecfg %0" ::"m"(config));
+}
+
+FLASHATTN_AMX void amx_end_thread() {
+  _tile_release();
+}
+
+FLASHATTN_AMX void amx_scores(const uint16_t* q, const uint16_t* keys_packed, int64_t dim_pad,
+                              float* s) {
+  const int64_t q_stride = dim_pad * 2;  // bytes per query row
+  const int64_t k_stride = 64 * 2 * 2;   // bytes per key pair row (64 keys x 2 bf16)
+  constexpr int64_t s_stride = 64 * 4;   // bytes per score row
+  for (int64_t row0 = 0; row0 < 64; row0 += 32) {
+    for (int64_t col0 = 0; col0 < 64; col0 += 32) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t k0 = 0; k0 < dim_pad; k0 += 32) {
+        _tile_loadd(4, q + row0 * dim_pad + k0, q_stride);
+        _tile_loadd(5, q + (row0 + 16) * dim_pad + k0, q_stride);
+        const uint16_t* b = keys_packed + (k0 / 2) * 64 * 2;
+        _tile_loadd(6, b + col0 * 2, k_stride);
+        _tile_loadd(7, b + (col0 + 16) * 2, k_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, s + row0 * 64 + col0, s_stride);
+      _tile_stored(1, s + row0 * 64 + col0 + 16, s_stride);
+      _tile_stored(2, s + (row0 + 16) * 64 + col0, s_stride);
+      _tile_stored(3, s + (row0 + 16) * 64 + col0 + 16, s_stride);
+    }
+  }
+}
+
+FLASHATTN_AMX void amx_accumulate(const uint16_t* p, const uint16_t* values_packed,
+                                  int64_t dim_v_pad, float* out) {
+  constexpr int64_t p_stride = 64 * 2;     // bytes per probability row
+  const int64_t v_stride = dim_v_pad * 4;  // bytes per key pair row (dim_v_pad x 2 bf16)
+  const int64_t out_stride = dim_v_pad * 4;
+  for (int64_t row0 = 0; row0 < 64; row0 += 32) {
+    for (int64_t col0 = 0; col0 < dim_v_pad; col0 += 32) {
+      float* c = out + row0 * dim_v_pad + col0;
+      _tile_loadd(0, c, out_stride);
+      _tile_loadd(1, c + 16, out_stride);
+      _tile_loadd(2, c + 16 * dim_v_pad, out_stride);
+      _tile_loadd(3, c + 16 * dim_v_pad + 16, out_stride);
+      for (int64_t k0 = 0; k0 < 64; k0 += 32) {
+        _tile_loadd(4, p + row0 * 64 + k0, p_stride);
+        _tile_loadd(5, p + (row0 + 16) * 64 + k0, p_stride);
+        const uint16_t* b = values_packed + (k0 / 2) * dim_v_pad * 2;
+        _tile_loadd(6, b + col0 * 2, v_stride);
+        _tile_loadd(7, b + (col0 + 16) * 2, v_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, c, out_stride);
+      _tile_stored(1, c + 16, out_stride);
+      _tile_stored(2, c + 16 * dim_v_pad, out_stride);
+      _tile_stored(3, c + 16 * dim_v_pad + 16, out_stride);
+    }
+  }
+}
+
+FLASHATTN_AMX void convert_to_bf16(const float* src, int64_t n, uint16_t* dst) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m256bh packed = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + j));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j),
+                        reinterpret_cast<const __m256i&>(packed));
+  }
+  if (j < n) {
+    const __mmask16 lanes = static_cast<__mmask16>((1u << (n - j)) - 1u);
+    const __m256bh packed = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lanes, src + j));
+    _mm256_mask_storeu_epi16(dst + j, lanes, reinterpret_cast<const __m256i&>(packed));
+  }
+}
+
+}  // namespace flashattn::cpu_tiled
+
+#else  // no AMX support in this toolchain or OS: the fp32 kernels run every problem
+
+namespace flashattn::cpu_tiled {
+bool amx_bf16_available() {
+  return false;
+}
+void amx_begin_thread() {}
+void amx_end_thread() {}
+void amx_scores(const uint16_t*, const uint16_t*, int64_t, float*) {}
+void amx_accumulate(const uint16_t*, const uint16_t*, int64_t, float*) {}
+void convert_to_bf16(const float*, int64_t, uint16_t*) {}
+}  // namespace flashattn::cpu_tiled
+
+#endif
