@@ -1,8 +1,6 @@
 // --check: the results of a run against the fp64 reference, by the DESIGN.md criterion.
 #include "check.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 
@@ -26,8 +24,7 @@ double reference_steps(const Problem& problem, SequenceLengths lengths) {
 
 // Picks the prefix to check: everything, else whole sequences, else GQA groups of sequence 0.
 void choose_scope(const Problem& problem, CheckResult* result) {
-  const int threads = problem.threads > 0 ? problem.threads : omp_get_max_threads();
-  const double budget = kReferenceStepsPerThread * threads;
+  const double budget = kReferenceStepsPerThread * problem.cpu_threads();
   const double heads = static_cast<double>(problem.heads_q);
   double steps = 0;
   int64_t batches = 0;
@@ -93,14 +90,10 @@ void restrict_to_scope(const Problem& problem, const CheckResult& scope, Attenti
   args->heads_q = scope.heads_q;
   args->heads_kv = scope.heads_q / (problem.heads_q / problem.heads_kv);
   if (problem.varlen()) {
-    args->total_q = args->total_k = args->seqlen_q = args->seqlen_k = 0;
-    for (int64_t b = 0; b < scope.batches; ++b) {
-      const SequenceLengths lengths = problem.lengths(b);
-      args->total_q += lengths.q;
-      args->total_k += lengths.k;
-      args->seqlen_q = std::max(args->seqlen_q, lengths.q);
-      args->seqlen_k = std::max(args->seqlen_k, lengths.k);
-    }
+    // seqlen_q / seqlen_k stay the whole batch's maxima: still bounds for the prefix.
+    const SequenceLengths tokens = problem.tokens(scope.batches);
+    args->total_q = tokens.q;
+    args->total_k = tokens.k;
     lse->batch_stride = 0;
     lse->head_stride = problem.total_q();
   } else {
@@ -127,14 +120,9 @@ Status check_against_reference(const Problem& problem, const Tensors& host, Chec
   const int64_t heads_kv = heads_q / (problem.heads_q / problem.heads_kv);
   // Varlen buffers are packed: the checked prefix is one "batch" of its first tokens.
   const bool varlen = problem.varlen();
-  int64_t rows_q = problem.seqlen_q, rows_k = problem.seqlen_k;
-  if (varlen) {
-    rows_q = rows_k = 0;
-    for (int64_t b = 0; b < result->batches; ++b) {
-      rows_q += problem.lengths(b).q;
-      rows_k += problem.lengths(b).k;
-    }
-  }
+  const SequenceLengths rows = varlen ? problem.tokens(result->batches)
+                                      : SequenceLengths{problem.seqlen_q, problem.seqlen_k};
+  const int64_t rows_q = rows.q, rows_k = rows.k;
   const int64_t outer = varlen ? 1 : result->batches;
   const int64_t lse_rows_full = varlen ? problem.total_q() : problem.seqlen_q;
   const DType dtype = problem.dtype;

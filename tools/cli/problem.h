@@ -1,6 +1,8 @@
 // The attention problem the CLI runs: sizes, options and how to run it, as the flags describe it.
 #pragma once
 
+#include <omp.h>
+
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -53,24 +55,28 @@ struct Problem {
 
   bool varlen() const { return !sequences.empty(); }
 
-  // Packed token counts (varlen) or batch * seqlen (dense).
-  int64_t total_q() const {
-    if (!varlen()) return batch * seqlen_q;
-    int64_t total = 0;
-    for (const SequenceLengths& lengths : sequences) total += lengths.q;
-    return total;
-  }
-  int64_t total_k() const {
-    if (!varlen()) return batch * seqlen_k;
-    int64_t total = 0;
-    for (const SequenceLengths& lengths : sequences) total += lengths.k;
-    return total;
-  }
+  // A sliding window beyond plain causal masking.
+  bool has_window() const { return window_left >= 0 || (!causal && window_right >= 0); }
+
+  // CPU threads the backends use (--threads, else the OpenMP default).
+  int cpu_threads() const { return threads > 0 ? threads : omp_get_max_threads(); }
 
   // Lengths of sequence b (every sequence has the maxima when dense).
   SequenceLengths lengths(int64_t b) const {
     return varlen() ? sequences[b] : SequenceLengths{seqlen_q, seqlen_k};
   }
+
+  // Query and key tokens of the first `count` sequences.
+  SequenceLengths tokens(int64_t count) const {
+    SequenceLengths sum;
+    for (int64_t b = 0; b < count; ++b) {
+      sum.q += lengths(b).q;
+      sum.k += lengths(b).k;
+    }
+    return sum;
+  }
+  int64_t total_q() const { return tokens(batch).q; }
+  int64_t total_k() const { return tokens(batch).k; }
 };
 
 }  // namespace flashattn::cli

@@ -2,7 +2,6 @@
 #include "report.h"
 
 #include <fmt/core.h>
-#include <omp.h>
 
 #include <cmath>
 #include <fstream>
@@ -20,13 +19,9 @@ double tflops(double flops, const Timing& timing) {
   return seconds > 0 ? flops / seconds * 1e-12 : 0.0;
 }
 
-int threads_used(const Problem& problem) {
-  return problem.threads > 0 ? problem.threads : omp_get_max_threads();
-}
-
 std::string device_text(const Problem& problem) {
   if (problem.device == Device::cuda) return "cuda";
-  const int threads = threads_used(problem);
+  const int threads = problem.cpu_threads();
   return fmt::format("cpu, {} thread{}", threads, threads == 1 ? "" : "s");
 }
 
@@ -46,7 +41,7 @@ std::string shape_text(const Problem& problem) {
 
 std::string options_text(const Problem& problem) {
   std::string text = problem.causal ? "causal" : "non-causal";
-  if (problem.window_left >= 0 || (!problem.causal && problem.window_right >= 0)) {
+  if (problem.has_window()) {
     text += fmt::format(", window ({}, {})", problem.window_left,
                         problem.causal ? 0 : problem.window_right);
   }
@@ -183,7 +178,7 @@ void write_json(const Problem& problem, const RunResults& results, const std::st
                       {"problem", problem_json(problem)},
                       {"flops_convention", results.flops.fa2_convention ? "fa2" : "exact_window"},
                       {"forward", timing_json(results.forward, results.flops.forward)}};
-  if (problem.device == Device::cpu) json["threads"] = threads_used(problem);
+  if (problem.device == Device::cpu) json["threads"] = problem.cpu_threads();
   if (results.backward) {
     json["backward"] = timing_json(*results.backward, results.flops.backward);
     json["backward"]["backend"] = to_string(results.backward_backend);
