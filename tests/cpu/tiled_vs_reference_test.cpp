@@ -242,6 +242,29 @@ INSTANTIATE_TEST_SUITE_P(Rows, DeterministicBackward, ::testing::ValuesIn(determ
                            return info.param.name();
                          });
 
+// The work split must not matter: one thread, and an odd thread count that divides nothing.
+class ThreadCounts : public ::testing::TestWithParam<int> {};
+
+TEST_P(ThreadCounts, ForwardAndBackwardStillMatchTheOracle) {
+  for (const AttentionCase& row :
+       {dropout(causal(dense(b16, 3, 203, 113, 4, 2, 64)), 0.2f),
+        window(varlen(f32, {{113, 203}, {0, 9}, {203, 203}}, 4, 1, 59), 20, 40)}) {
+    HostProblem problem = make_problem(row, 0x7ead + static_cast<uint64_t>(GetParam()));
+    ForwardParams forward_params = problem.forward_params();
+    forward_params.backend = backend_under_test();
+    forward_params.num_threads = GetParam();
+    ASSERT_TRUE(flashattn::forward(forward_params).ok());
+    EXPECT_TRUE(check_forward(problem));
+    BackwardParams backward_params = problem.backward_params();
+    backward_params.backend = backend_under_test();
+    backward_params.num_threads = GetParam();
+    ASSERT_TRUE(flashattn::backward(backward_params).ok());
+    EXPECT_TRUE(check_backward(problem));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, ThreadCounts, ::testing::Values(1, 3));
+
 // The harness itself: the oracle's own outputs pass, and each kind of wrong output fails.
 // These run whatever backend the table targets, so the table can be trusted to fail.
 class HarnessSelfCheck : public ::testing::Test {
