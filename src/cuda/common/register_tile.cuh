@@ -1,0 +1,133 @@
+// Register tiles of mma accumulators and the online softmax over their rows (row max, row sum,
+// rescale), the register half of the ThunderKittens-style vocabulary used by the kernels.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common/ptx.cuh"
+
+namespace flashattn::cuda {
+
+// One warp's kM x kN grid of m16n8 fp32 accumulators. Lane (g = lane / 4, t = lane % 4)
+// holds, for tile (m, n): element [0..1] at row 16m + g, cols 8n + 2t..2t+1 and element
+// [2..3] at row 16m + g + 8, same cols. Row "half" h of tile m is row 16m + g + 8h.
+template <int kM, int kN>
+struct AccTile {
+  float v[kM][kN][4];
+
+  __device__ __forceinline__ void zero() {
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int n = 0; n < kN; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[m][n][e] = 0.0f;
+  }
+};
+
+// The accumulators of a score tile rounded to T and regrouped as mma A fragments over the
+// key dimension: k-step j of m-tile m is {s(m, 2j)[0..1], s(m, 2j)[2..3], s(m, 2j+1)[0..1],
+// s(m, 2j+1)[2..3]}, which is exactly the A layout (a0..a3) of m16n8k16.
+template <typename T, int kM, int kN>
+__device__ __forceinline__ void to_a_fragments(const AccTile<kM, kN>& s,
+                                               uint32_t (&a)[kM][kN / 2][4]) {
+  static_assert(kN % 2 == 0, "pairs of n8 tiles make one k16 step");
+#pragma unroll
+  for (int m = 0; m < kM; ++m)
+#pragma unroll
+    for (int j = 0; j < kN / 2; ++j) {
+      a[m][j][0] = pack2<T>(s.v[m][2 * j][0], s.v[m][2 * j][1]);
+      a[m][j][1] = pack2<T>(s.v[m][2 * j][2], s.v[m][2 * j][3]);
+      a[m][j][2] = pack2<T>(s.v[m][2 * j + 1][0], s.v[m][2 * j + 1][1]);
+      a[m][j][3] = pack2<T>(s.v[m][2 * j + 1][2], s.v[m][2 * j + 1][3]);
+    }
+}
+
+// Reductions across the four lanes (t = 0..3) that share a row.
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// Online softmax state for the 2 * kM rows a lane touches. Scores arrive as x with
+// log2-domain value x * multiplier (multiplier = scale * log2(e) for raw dot products, 1 for
+// scores already modified and converted); masked scores are -inf.
+template <int kM>
+struct OnlineSoftmax {
+  float row_max[kM][2];  // running max of x (-inf before any visible key)
+  float row_sum[kM][2];  // this lane's partial sum of exp2(x * multiplier - max * multiplier)
+
+  __device__ __forceinline__ void init() {
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        row_max[m][h] = -INFINITY;
+        row_sum[m][h] = 0.0f;
+      }
+  }
+
+  // Folds one score tile in: new row max, rescale of the running sum and of o, and s turned
+  // into the unnormalised probabilities exp2(x * multiplier - max * multiplier) in place.
+  template <int kN, int kD>
+  __device__ __forceinline__ void update(AccTile<kM, kN>& s, AccTile<kM, kD>& o, float multiplier) {
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float tile_max = row_max[m][h];
+#pragma unroll
+        for (int n = 0; n < kN; ++n) {
+          tile_max = fmaxf(tile_max, fmaxf(s.v[m][n][2 * h], s.v[m][n][2 * h + 1]));
+        }
+        tile_max = quad_max(tile_max);
+        // A row that has seen only masked scores keeps max -inf; subtracting 0 instead of
+        // -inf keeps exp2 at 0 rather than NaN.
+        const float max_scaled = tile_max == -INFINITY ? 0.0f : tile_max * multiplier;
+        const float correction = fast_exp2(row_max[m][h] * multiplier - max_scaled);
+        row_max[m][h] = tile_max;
+        float sum = row_sum[m][h] * correction;
+#pragma unroll
+        for (int n = 0; n < kN; ++n)
+#pragma unroll
+          for (int e = 2 * h; e < 2 * h + 2; ++e) {
+            const float p = fast_exp2(s.v[m][n][e] * multiplier - max_scaled);
+            s.v[m][n][e] = p;
+            sum += p;
+          }
+        row_sum[m][h] = sum;
+#pragma unroll
+        for (int d = 0; d < kD; ++d) {
+          o.v[m][d][2 * h] *= correction;
+          o.v[m][d][2 * h + 1] *= correction;
+        }
+      }
+  }
+
+  // After the last tile: scales o by extra / row_sum (0 for rows that saw no key) and returns
+  // each row's natural-log LSE in lse (+inf for rows that saw no key).
+  template <int kD>
+  __device__ __forceinline__ void finish(AccTile<kM, kD>& o, float multiplier, float extra,
+                                         float (&lse)[kM][2]) {
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float sum = quad_sum(row_sum[m][h]);
+        const bool seen = sum > 0.0f;
+        const float inverse = seen ? extra / sum : 0.0f;
+        lse[m][h] = seen ? row_max[m][h] * multiplier * 0.69314718055994531f + logf(sum) : INFINITY;
+#pragma unroll
+        for (int d = 0; d < kD; ++d) {
+          o.v[m][d][2 * h] *= inverse;
+          o.v[m][d][2 * h + 1] *= inverse;
+        }
+      }
+  }
+};
+
+}  // namespace flashattn::cuda

@@ -1,0 +1,156 @@
+// Shared-memory tiles of 16-bit elements with an XOR swizzle, and their copies to and from
+// strided global rows (cp.async when 16-byte aligned, a predicated scalar path otherwise).
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common/ptx.cuh"
+
+namespace flashattn::cuda {
+
+// A kRows x kWidth tile stored as 64-column panels of 128-byte rows. The 16-byte chunk c of
+// row r sits at chunk c ^ (r % 8) of its panel row: the 8 row addresses of one ldmatrix
+// phase (8 consecutive rows, same logical chunk) then land on 8 different 16-byte bank
+// groups, and so do the 8 rows a quad of lanes stores in the epilogue. Widths that are not a
+// multiple of 64 (32, 96) leave part of their last panel unused.
+template <int kRows, int kWidth>
+struct SmemTile {
+  static_assert(kWidth % 16 == 0, "tile width must be a multiple of 16 (one mma k-step)");
+  static constexpr int kChunksPerRow = kWidth / 8;
+  static constexpr int kPanels = (kWidth + 63) / 64;
+  static constexpr int kBytes = kPanels * kRows * 128;
+
+  __device__ __forceinline__ static uint32_t offset(int row, int chunk) {
+    return static_cast<uint32_t>(((chunk >> 3) * kRows + row) * 128 +
+                                 (((chunk & 7) ^ (row & 7)) << 4));
+  }
+
+  // ldmatrix addressing: lane reads row row0 + lane_row, chunk chunk0 + lane_chunk with
+  // lane_chunk in {0, 1} and compile-time row0 % 8 == 0, chunk0 % 2 == 0. The swizzle then
+  // depends on chunk0 % 8 alone, so four per-lane bases serve every (row0, chunk0) through an
+  // immediate offset instead of one register per address.
+  struct LaneAddresses {
+    uint32_t base[4];
+
+    __device__ __forceinline__ uint32_t at(int row0, int chunk0) const {
+      return base[(chunk0 & 7) / 2] + static_cast<uint32_t>(((chunk0 >> 3) * kRows + row0) * 128);
+    }
+  };
+
+  __device__ __forceinline__ static LaneAddresses lane_addresses(uint32_t tile, int lane_row,
+                                                                 int lane_chunk) {
+    LaneAddresses addresses;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      addresses.base[k] =
+          tile +
+          static_cast<uint32_t>(lane_row * 128 + (((2 * k + lane_chunk) ^ (lane_row & 7)) << 4));
+    }
+    return addresses;
+  }
+};
+
+// Rows of one operand in global memory: element (row, col) at base[row * row_stride + col].
+// Only rows < rows and columns < cols exist; everything else reads as zero. `vectorized`
+// says that base and row_stride allow 16-byte accesses (checked on the host).
+template <typename T>
+struct GlobalRows {
+  T* base;
+  int64_t row_stride;
+  int rows;
+  int cols;
+  bool vectorized;
+};
+
+// How kThreads threads cover a tile: thread -> (first row, chunk). Each pass covers
+// kRowsPerPass rows; a row is spread over a power of two of threads (kLanesPerRow >= chunks
+// per row, the extra ones idle) so that a thread keeps its column on every pass and its
+// addresses advance by a fixed step: nothing per pass has to be kept in registers across the
+// kernel's main loop.
+template <int kRows, int kWidth, int kThreads>
+struct TileCopyPlan {
+  static constexpr int kChunksPerRow = kWidth / 8;
+  static constexpr int kLanesPerRow = kChunksPerRow <= 4    ? 4
+                                      : kChunksPerRow <= 8  ? 8
+                                      : kChunksPerRow <= 16 ? 16
+                                                            : 32;
+  static constexpr int kRowsPerPass = kThreads / kLanesPerRow;
+  static constexpr int kPasses = kRows / kRowsPerPass;
+  static_assert(kThreads % kLanesPerRow == 0 && kRows % kRowsPerPass == 0, "even passes");
+  static_assert(kRowsPerPass % 8 == 0, "a pass keeps each thread's swizzle phase");
+
+  __device__ __forceinline__ static int row() {
+    return static_cast<int>(threadIdx.x) / kLanesPerRow;
+  }
+  __device__ __forceinline__ static int chunk() {
+    return static_cast<int>(threadIdx.x) % kLanesPerRow;
+  }
+};
+
+// Global -> shared for a whole tile by kThreads threads. The vectorized path is asynchronous
+// (commit and wait with cp_async_*); the scalar path has completed when it returns.
+template <int kRows, int kWidth, int kThreads, typename T>
+__device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const T>& src) {
+  using Tile = SmemTile<kRows, kWidth>;
+  using Plan = TileCopyPlan<kRows, kWidth, kThreads>;
+  const int chunk = Plan::chunk();
+  if (chunk >= Tile::kChunksPerRow) return;
+  const int row0 = Plan::row();
+  const int col = chunk * 8;
+  const int valid_cols = col < src.cols ? min(src.cols - col, 8) : 0;
+  const uint32_t dst0 = tile + Tile::offset(row0, chunk);
+  const T* from = src.base + row0 * src.row_stride + col;
+  const int64_t step = Plan::kRowsPerPass * src.row_stride;
+#pragma unroll
+  for (int pass = 0; pass < Plan::kPasses; ++pass, from += step) {
+    const int row = row0 + pass * Plan::kRowsPerPass;
+    const int valid = row < src.rows ? valid_cols : 0;
+    const uint32_t dst = dst0 + pass * Plan::kRowsPerPass * 128;
+    if (src.vectorized) {
+      cp_async_16(dst, valid > 0 ? from : src.base, valid * 2);
+    } else {
+      const uint16_t* bits = reinterpret_cast<const uint16_t*>(from);
+      uint16_t values[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) values[e] = e < valid ? bits[e] : 0;
+      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst),
+                   "r"(values[0] | (uint32_t{values[1]} << 16)),
+                   "r"(values[2] | (uint32_t{values[3]} << 16)),
+                   "r"(values[4] | (uint32_t{values[5]} << 16)),
+                   "r"(values[6] | (uint32_t{values[7]} << 16)));
+    }
+  }
+}
+
+// Shared -> global for a whole tile; rows and columns outside dst are not written.
+template <int kRows, int kWidth, int kThreads, typename T>
+__device__ __forceinline__ void store_tile(uint32_t tile, const GlobalRows<T>& dst) {
+  using Tile = SmemTile<kRows, kWidth>;
+  using Plan = TileCopyPlan<kRows, kWidth, kThreads>;
+  const int chunk = Plan::chunk();
+  const int col = chunk * 8;
+  if (chunk >= Tile::kChunksPerRow || col >= dst.cols) return;
+  const int row0 = Plan::row();
+  const bool full = dst.vectorized && col + 8 <= dst.cols;
+#pragma unroll
+  for (int pass = 0; pass < Plan::kPasses; ++pass) {
+    const int row = row0 + pass * Plan::kRowsPerPass;
+    if (row >= dst.rows) break;
+    uint32_t words[4];
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(words[0]), "=r"(words[1]), "=r"(words[2]), "=r"(words[3])
+                 : "r"(tile + Tile::offset(row, chunk)));
+    T* to = dst.base + row * dst.row_stride + col;
+    if (full) {
+      *reinterpret_cast<uint4*>(to) = make_uint4(words[0], words[1], words[2], words[3]);
+    } else {
+      uint16_t* to_bits = reinterpret_cast<uint16_t*>(to);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        if (col + e < dst.cols) to_bits[e] = static_cast<uint16_t>(words[e / 2] >> (16 * (e % 2)));
+      }
+    }
+  }
+}
+
+}  // namespace flashattn::cuda

@@ -1,0 +1,237 @@
+// The cuda_sm80 backend: device checks, the choice of kernel instance, and the launch.
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "api/backends.h"
+#include "common/philox.h"
+#include "cuda/sm80/forward_args.h"
+
+namespace flashattn::cuda_sm80 {
+namespace {
+
+constexpr const char* kBackwardMissing = "cuda backward: not implemented yet (issue 5)";
+constexpr int kMaxGridYZ = 65535;
+// Row indices inside a sequence are 32-bit in the kernels (offsets are 64-bit).
+constexpr int64_t kMaxSeqlen = INT32_MAX - 1024;
+
+using LaunchForward = Status (*)(const ForwardKernelArgs&, cudaStream_t);
+
+// The instances this build contains (CMake writes the list from FLASHATTN_HDIMS / _DTYPES).
+LaunchForward find_forward(DType dtype, int width, bool extras) {
+#define FLASHATTN_FORWARD_INSTANCE(DTYPE, WIDTH)                 \
+  if (dtype == DType::DTYPE && width == WIDTH) {                 \
+    return extras ? &launch_forward<DType::DTYPE, WIDTH, true>   \
+                  : &launch_forward<DType::DTYPE, WIDTH, false>; \
+  }
+#include "flashattn_cuda_instances.inc"
+#undef FLASHATTN_FORWARD_INSTANCE
+  return nullptr;
+}
+
+// Smallest tile width that holds both head dims, 0 when none does.
+int tile_width(int64_t head_dim, int64_t head_dim_v) {
+  const int64_t widest = head_dim > head_dim_v ? head_dim : head_dim_v;
+  for (int width : kTileWidths) {
+    if (widest <= width) return width;
+  }
+  return 0;
+}
+
+// The score modifiers that live in the "extras" instances. A non-positive scale also goes
+// there: the plain kernels fold the scale into exp2 after taking the row max, which assumes
+// that scaling preserves order.
+bool needs_extras(const AttentionArgs& args) {
+  return args.softcap > 0.0f || args.alibi_slopes != nullptr || args.dropout_p > 0.0f ||
+         !(args.softmax_scale > 0.0f && args.softmax_scale < INFINITY);
+}
+
+// Empty when `pointer` is device memory usable from `device`, else why not.
+std::string device_pointer_problem(const char* name, const void* pointer, int device,
+                                   int64_t alignment) {
+  if (pointer == nullptr) return {};
+  cudaPointerAttributes attributes{};
+  const cudaError_t error = cudaPointerGetAttributes(&attributes, pointer);
+  if (error != cudaSuccess) {
+    cudaGetLastError();  // clear the error so that it does not surface at the next launch
+    return std::string(name) + ": cudaPointerGetAttributes failed (" + cudaGetErrorString(error) +
+           ")";
+  }
+  if (attributes.type != cudaMemoryTypeDevice && attributes.type != cudaMemoryTypeManaged) {
+    return std::string(name) + ": expected a pointer to device memory, got " +
+           (attributes.type == cudaMemoryTypeHost ? "pinned host memory" : "host memory");
+  }
+  if (attributes.type == cudaMemoryTypeDevice && attributes.device != device) {
+    return std::string(name) + ": memory of device " + std::to_string(attributes.device) +
+           ", expected the current device " + std::to_string(device);
+  }
+  if (reinterpret_cast<uintptr_t>(pointer) % alignment != 0) {
+    return std::string(name) + ": base pointer not aligned to its element size (" +
+           std::to_string(alignment) + " bytes)";
+  }
+  return {};
+}
+
+bool vectorizable(const TensorRef& tensor, bool varlen) {
+  const bool aligned_base = reinterpret_cast<uintptr_t>(tensor.data) % 16 == 0;
+  const bool aligned_batch = varlen || tensor.batch_stride % 8 == 0;
+  return aligned_base && aligned_batch && tensor.row_stride % 8 == 0 && tensor.head_stride % 8 == 0;
+}
+
+}  // namespace
+
+std::string unsupported_reason(const ForwardParams& params) {
+  if (params.dtype != DType::fp16 && params.dtype != DType::bf16) {
+    return std::string("dtype: expected fp16 or bf16, got ") + to_string(params.dtype);
+  }
+  const int width = tile_width(params.head_dim, params.head_dim_v);
+  if (width == 0) {
+    return "head_dim: the largest tile is 256, got head_dim " + std::to_string(params.head_dim) +
+           " and head_dim_v " + std::to_string(params.head_dim_v);
+  }
+  if (find_forward(params.dtype, width, false) == nullptr) {
+    return std::string("no forward kernel for ") + to_string(params.dtype) + " tile width " +
+           std::to_string(width) +
+           " in this build (narrowed by FLASHATTN_HDIMS / FLASHATTN_DTYPES)";
+  }
+  if (params.batch > kMaxGridYZ || params.heads_q > kMaxGridYZ) {
+    return "batch and heads_q: at most " + std::to_string(kMaxGridYZ) + " each, got batch " +
+           std::to_string(params.batch) + " and heads_q " + std::to_string(params.heads_q);
+  }
+  if (params.seqlen_q > kMaxSeqlen || params.seqlen_k > kMaxSeqlen) {
+    return "seqlen: at most " + std::to_string(kMaxSeqlen) + " per sequence, got seqlen_q " +
+           std::to_string(params.seqlen_q) + " and seqlen_k " + std::to_string(params.seqlen_k);
+  }
+
+  int device = 0;
+  cudaError_t error = cudaGetDevice(&device);
+  int major = 0;
+  int minor = 0;
+  if (error == cudaSuccess) {
+    error = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  }
+  if (error == cudaSuccess) {
+    error = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  }
+  if (error != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("no usable CUDA device (") + cudaGetErrorString(error) + ")";
+  }
+  if (major < 8) {
+    return "compute capability: sm80 or newer required, device " + std::to_string(device) +
+           " is sm" + std::to_string(major * 10 + minor);
+  }
+
+  const struct {
+    const char* name;
+    const void* pointer;
+    int64_t alignment;
+  } operands[] = {
+      {"q", params.q.data, 2},
+      {"k", params.k.data, 2},
+      {"v", params.v.data, 2},
+      {"out", params.out.data, 2},
+      {"lse", params.lse.data, 4},
+      {"cu_seqlens_q", params.cu_seqlens_q, 4},
+      {"cu_seqlens_k", params.cu_seqlens_k, 4},
+      {"seqused_k", params.seqused_k, 4},
+      {"alibi_slopes", params.alibi_slopes, 4},
+      {"dropout_mask", params.dropout_mask, 1},
+  };
+  for (const auto& operand : operands) {
+    std::string problem =
+        device_pointer_problem(operand.name, operand.pointer, device, operand.alignment);
+    if (!problem.empty()) return problem;
+  }
+  return {};
+}
+
+std::string unsupported_reason(const BackwardParams&) {
+  return kBackwardMissing;
+}
+
+Status forward(const ForwardParams& params) {
+  if (params.batch == 0 || params.heads_q == 0 || params.seqlen_q == 0) return Status::Ok();
+  const bool varlen = params.cu_seqlens_q != nullptr;
+  const int width = tile_width(params.head_dim, params.head_dim_v);
+  const LaunchForward launch = find_forward(params.dtype, width, needs_extras(params));
+  if (launch == nullptr) {
+    return Status::Unsupported(std::string("cuda forward: no kernel for ") +
+                               to_string(params.dtype) + " tile width " + std::to_string(width));
+  }
+  cudaStream_t stream = static_cast<cudaStream_t>(params.stream);
+
+  if (params.dropout_p > 0.0f && params.dropout_mask != nullptr) {
+    // The kernels write the mask only inside the key blocks they visit; everything else
+    // (skipped blocks, padding of varlen sequences) is 0 = "not kept".
+    const size_t bytes =
+        static_cast<size_t>(params.batch * params.heads_q * params.seqlen_q * params.seqlen_k);
+    const cudaError_t error = cudaMemsetAsync(params.dropout_mask, 0, bytes, stream);
+    if (error != cudaSuccess) {
+      return {StatusCode::cuda_error,
+              std::string("cuda forward: clearing dropout_mask: ") + cudaGetErrorString(error)};
+    }
+  }
+
+  ForwardKernelArgs args{};
+  args.q = params.q.data;
+  args.k = params.k.data;
+  args.v = params.v.data;
+  args.out = params.out.data;
+  args.lse = params.lse.data;
+  args.dropout_mask = params.dropout_p > 0.0f ? params.dropout_mask : nullptr;
+  args.q_batch_stride = params.q.batch_stride;
+  args.q_row_stride = params.q.row_stride;
+  args.q_head_stride = params.q.head_stride;
+  args.k_batch_stride = params.k.batch_stride;
+  args.k_row_stride = params.k.row_stride;
+  args.k_head_stride = params.k.head_stride;
+  args.v_batch_stride = params.v.batch_stride;
+  args.v_row_stride = params.v.row_stride;
+  args.v_head_stride = params.v.head_stride;
+  args.out_batch_stride = params.out.batch_stride;
+  args.out_row_stride = params.out.row_stride;
+  args.out_head_stride = params.out.head_stride;
+  args.lse_batch_stride = params.lse.batch_stride;
+  args.lse_head_stride = params.lse.head_stride;
+  args.cu_seqlens_q = params.cu_seqlens_q;
+  args.cu_seqlens_k = params.cu_seqlens_k;
+  args.seqused_k = params.seqused_k;
+  args.total_q = params.total_q;
+  args.total_k = params.total_k;
+  args.batch = static_cast<int>(params.batch);
+  args.heads_q = static_cast<int>(params.heads_q);
+  args.heads_kv = static_cast<int>(params.heads_kv);
+  args.seqlen_q = static_cast<int>(params.seqlen_q);
+  args.seqlen_k = static_cast<int>(params.seqlen_k);
+  args.head_dim = static_cast<int>(params.head_dim);
+  args.head_dim_v = static_cast<int>(params.head_dim_v);
+  args.softmax_scale = params.softmax_scale;
+  args.softcap = params.softcap;
+  args.alibi_slopes = params.alibi_slopes;
+  args.alibi_batch_stride = params.alibi_batch_stride;
+  args.window_left = params.window_left;
+  args.window_right = params.window_right;
+  args.dropout_p = params.dropout_p;
+  args.dropout_seed = params.dropout_seed;
+  args.dropout_offset = params.dropout_offset;
+  args.keep_threshold = dropout_keep_threshold(params.dropout_p);
+  args.vectorized_q = vectorizable(params.q, varlen);
+  args.vectorized_k = vectorizable(params.k, varlen);
+  args.vectorized_v = vectorizable(params.v, varlen);
+  args.vectorized_out = vectorizable(params.out, varlen);
+  return launch(args, stream);
+}
+
+Status backward(const BackwardParams&) {
+  return Status::Unsupported(kBackwardMissing);
+}
+
+Status backward_workspace_size(const BackwardParams&, size_t*) {
+  return Status::Unsupported(kBackwardMissing);
+}
+
+}  // namespace flashattn::cuda_sm80

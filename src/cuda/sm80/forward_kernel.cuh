@@ -1,0 +1,345 @@
+// FlashAttention-2 forward on mma.sync (sm80 and newer): one Q tile per thread block, a loop
+// over K/V tiles with the online softmax in registers, warps split along the query rows.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common/philox.h"
+#include "common/score_mods.h"
+#include "cuda/common/ptx.cuh"
+#include "cuda/common/register_tile.cuh"
+#include "cuda/common/smem_tile.cuh"
+#include "cuda/sm80/forward_args.h"
+
+namespace flashattn::cuda_sm80 {
+
+using cuda::AccTile;
+using cuda::GlobalRows;
+using cuda::OnlineSoftmax;
+using cuda::SmemTile;
+
+// Tile shape per head-dim width (the FlashAttention-2 choices for sm80/sm90 mma.sync):
+// kBlockM query rows per block, kBlockN keys per iteration, kWarps warps along the rows.
+template <int kWidth>
+struct ForwardConfig {
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = 64;
+  static constexpr int kWarps = kWidth <= 128 ? 4 : 8;
+  static constexpr int kThreads = kWarps * 32;
+
+  using QTile = SmemTile<kBlockM, kWidth>;
+  using KvTile = SmemTile<kBlockN, kWidth>;
+  static constexpr int kSmemBytes = QTile::kBytes + 2 * KvTile::kBytes;
+
+  static_assert(kBlockM % (16 * kWarps) == 0, "each warp owns whole m16 tiles");
+  static_assert(kBlockN % 16 == 0 && kWidth % 16 == 0, "k16 steps");
+};
+
+// Where one (batch, head) problem lives: sequence lengths and operand views.
+struct SequenceView {
+  int len_q;       // query rows of this sequence
+  int len_k;       // keys that take part (seqused_k applied): the mask's seqlen_k
+  int64_t q_row0;  // packed row of the first query (varlen), else 0
+  int64_t q_offset, k_offset, v_offset, out_offset;
+};
+
+__device__ __forceinline__ SequenceView sequence_view(const ForwardKernelArgs& args, int b, int h) {
+  SequenceView view{};
+  const int h_kv = h / (args.heads_q / args.heads_kv);
+  int64_t k_row0 = 0;
+  if (args.cu_seqlens_q != nullptr) {
+    // cu_seqlens cannot be checked on the host for device memory: clamp to the declared sizes
+    // so that inconsistent values give wrong rows, never out-of-bounds accesses.
+    const int64_t q_begin = min(max(int64_t{args.cu_seqlens_q[b]}, int64_t{0}), args.total_q);
+    const int64_t q_end = min(max(int64_t{args.cu_seqlens_q[b + 1]}, q_begin), args.total_q);
+    const int64_t k_begin = min(max(int64_t{args.cu_seqlens_k[b]}, int64_t{0}), args.total_k);
+    const int64_t k_end = min(max(int64_t{args.cu_seqlens_k[b + 1]}, k_begin), args.total_k);
+    view.q_row0 = q_begin;
+    k_row0 = k_begin;
+    view.len_q = static_cast<int>(min(q_end - q_begin, int64_t{args.seqlen_q}));
+    view.len_k = static_cast<int>(min(k_end - k_begin, int64_t{args.seqlen_k}));
+    view.q_offset = q_begin * args.q_row_stride;
+    view.k_offset = k_row0 * args.k_row_stride;
+    view.v_offset = k_row0 * args.v_row_stride;
+    view.out_offset = q_begin * args.out_row_stride;
+  } else {
+    view.len_q = args.seqlen_q;
+    view.len_k = args.seqlen_k;
+    view.q_offset = b * args.q_batch_stride;
+    view.k_offset = b * args.k_batch_stride;
+    view.v_offset = b * args.v_batch_stride;
+    view.out_offset = b * args.out_batch_stride;
+  }
+  if (args.seqused_k != nullptr) view.len_k = max(0, min(args.seqused_k[b], view.len_k));
+  view.q_offset += h * args.q_head_stride;
+  view.k_offset += h_kv * args.k_head_stride;
+  view.v_offset += h_kv * args.v_head_stride;
+  view.out_offset += h * args.out_head_stride;
+  return view;
+}
+
+template <typename T, int kWidth, bool kExtras>
+__global__ void __launch_bounds__(ForwardConfig<kWidth>::kThreads, 1)
+    forward_kernel(const __grid_constant__ ForwardKernelArgs args) {
+  using Config = ForwardConfig<kWidth>;
+  constexpr int kBlockM = Config::kBlockM;
+  constexpr int kBlockN = Config::kBlockN;
+  constexpr int kThreads = Config::kThreads;
+  constexpr int kMTiles = kBlockM / (16 * Config::kWarps);  // m16 tiles per warp
+  constexpr int kNTiles = kBlockN / 8;                      // n8 score tiles per warp
+  constexpr int kDTiles = kWidth / 8;                       // n8 output tiles per warp
+  using QTile = typename Config::QTile;
+  using KvTile = typename Config::KvTile;
+
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t q_tile = cuda::smem_address(smem);
+  const uint32_t k_tile = q_tile + QTile::kBytes;
+  const uint32_t v_tile = k_tile + KvTile::kBytes;
+
+  const int m_block = blockIdx.x;
+  const int b = blockIdx.y;
+  const int h = blockIdx.z;
+  const SequenceView seq = sequence_view(args, b, h);
+  const int m0 = m_block * kBlockM;
+  if (m0 >= seq.len_q) return;
+
+  const MaskSpec mask{seq.len_q, seq.len_k, args.window_left, args.window_right};
+  const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
+  // Key blocks that some row of this tile can see; blocks outside are skipped entirely.
+  const int64_t col_begin = mask.first_col(m0);
+  const int64_t col_end = mask.last_col(row_last);
+  const int n_block_min = static_cast<int>(col_begin / kBlockN);
+  const int n_block_max =
+      col_end > col_begin ? static_cast<int>((col_end + kBlockN - 1) / kBlockN) : n_block_min;
+
+  const T* q_base = static_cast<const T*>(args.q) + seq.q_offset;
+  const T* k_base = static_cast<const T*>(args.k) + seq.k_offset;
+  const T* v_base = static_cast<const T*>(args.v) + seq.v_offset;
+  const int qk_cols = args.head_dim;
+  auto k_rows = [&](int n_block) {
+    const int n0 = n_block * kBlockN;
+    return GlobalRows<const T>{k_base + n0 * args.k_row_stride, args.k_row_stride, seq.len_k - n0,
+                               qk_cols, args.vectorized_k};
+  };
+  auto v_rows = [&](int n_block) {
+    const int n0 = n_block * kBlockN;
+    return GlobalRows<const T>{v_base + n0 * args.v_row_stride, args.v_row_stride, seq.len_k - n0,
+                               args.head_dim_v, args.vectorized_v};
+  };
+
+  cuda::load_tile<kBlockM, kWidth, kThreads>(
+      q_tile, GlobalRows<const T>{q_base + m0 * args.q_row_stride, args.q_row_stride,
+                                  seq.len_q - m0, qk_cols, args.vectorized_q});
+  if (n_block_max > n_block_min) {
+    cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block_max - 1));
+  }
+  cuda::cp_async_commit();
+
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp_row0 = warp * kMTiles * 16;  // first tile row of this warp
+  const int g = lane / 4;
+  const int t = lane % 4;
+
+  constexpr float kLog2e = 1.4426950408889634f;
+  const float multiplier = kExtras ? 1.0f : args.softmax_scale * kLog2e;
+  const int64_t diagonal = mask.diagonal();
+  float alibi_slope = 0.0f;
+  if constexpr (kExtras) {
+    if (args.alibi_slopes != nullptr) {
+      alibi_slope = args.alibi_slopes[b * args.alibi_batch_stride + h];
+    }
+  }
+  const bool dropout = kExtras && args.dropout_p > 0.0f;
+  const uint32_t batch_head = static_cast<uint32_t>(b * args.heads_q + h);
+
+  const auto q_lanes = QTile::lane_addresses(q_tile, warp_row0 + lane % 16, lane / 16);
+  const auto k_lanes = KvTile::lane_addresses(k_tile, lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  const auto v_lanes = KvTile::lane_addresses(v_tile, lane % 16, lane / 16);
+
+  AccTile<kMTiles, kDTiles> o;
+  o.zero();
+  OnlineSoftmax<kMTiles> softmax;
+  softmax.init();
+
+  for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
+    const int n0 = n_block * kBlockN;
+    cuda::cp_async_wait<0>();
+    __syncthreads();  // K(n) has landed, and every warp is done reading the previous V
+    cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
+    cuda::cp_async_commit();
+
+    // S = Q K^T for this warp's rows.
+    AccTile<kMTiles, kNTiles> s;
+    s.zero();
+#pragma unroll
+    for (int kk = 0; kk < kWidth / 16; ++kk) {
+      uint32_t a[kMTiles][4];
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m) {
+        cuda::ldmatrix_x4(a[m], q_lanes.at(m * 16, 2 * kk));
+      }
+#pragma unroll
+      for (int j = 0; j < kNTiles / 2; ++j) {
+        uint32_t bk[4];
+        cuda::ldmatrix_x4(bk, k_lanes.at(16 * j, 2 * kk));
+#pragma unroll
+        for (int m = 0; m < kMTiles; ++m) {
+          cuda::mma_16816<T>(s.v[m][2 * j], a[m], bk[0], bk[1]);
+          cuda::mma_16816<T>(s.v[m][2 * j + 1], a[m], bk[2], bk[3]);
+        }
+      }
+    }
+
+    // Score modifiers everywhere (extras), the mask only on blocks that cross a boundary.
+    const bool needs_mask =
+        n0 + kBlockN > seq.len_k ||
+        (args.window_right >= 0 && n0 + kBlockN - 1 > m0 + diagonal + args.window_right) ||
+        (args.window_left >= 0 && n0 < row_last + diagonal - args.window_left);
+    if (kExtras || needs_mask) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int row = m0 + warp_row0 + m * 16 + g + (e / 2) * 8;
+            const int col = n0 + n * 8 + 2 * t + e % 2;
+            float x = s.v[m][n][e];
+            if constexpr (kExtras) {
+              const float bias = alibi_bias(alibi_slope, row, col, diagonal);
+              x = modified_score(x, args.softmax_scale, args.softcap, bias) * kLog2e;
+            }
+            if (needs_mask && !mask.visible(row, col)) x = -INFINITY;
+            s.v[m][n][e] = x;
+          }
+    }
+
+    cuda::cp_async_wait<0>();
+    __syncthreads();  // V(n) has landed, and every warp is done reading K(n)
+    softmax.update(s, o, multiplier);
+
+    if (dropout) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
+#pragma unroll
+          for (int n = 0; n < kNTiles; ++n) {
+            const int col = n0 + n * 8 + 2 * t;  // even: both columns share one Philox call
+            const Philox4 words =
+                dropout_random_words(args.dropout_seed, args.dropout_offset, batch_head,
+                                     static_cast<uint32_t>(row), static_cast<uint32_t>(col) >> 2);
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const bool kept = philox_word(words, (col + e) & 3) < args.keep_threshold;
+              if (!kept) s.v[m][n][2 * hh + e] = 0.0f;
+              if (args.dropout_mask != nullptr && row < seq.len_q && col + e < seq.len_k) {
+                const int64_t index =
+                    ((int64_t{batch_head} * args.seqlen_q + row) * args.seqlen_k) + col + e;
+                args.dropout_mask[index] = kept && mask.visible(row, col + e) ? 1 : 0;
+              }
+            }
+          }
+        }
+    }
+
+    // O += P V, with the copy of the next K tile in flight.
+    uint32_t p[kMTiles][kNTiles / 2][4];
+    cuda::to_a_fragments<T>(s, p);
+    if (n_block > n_block_min) {
+      cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block - 1));
+      cuda::cp_async_commit();
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+#pragma unroll
+      for (int j = 0; j < kDTiles / 2; ++j) {
+        uint32_t bv[4];
+        cuda::ldmatrix_x4_trans(bv, v_lanes.at(16 * kk, 2 * j));
+#pragma unroll
+        for (int m = 0; m < kMTiles; ++m) {
+          cuda::mma_16816<T>(o.v[m][2 * j], p[m][kk], bv[0], bv[1]);
+          cuda::mma_16816<T>(o.v[m][2 * j + 1], p[m][kk], bv[2], bv[3]);
+        }
+      }
+    }
+  }
+
+  // Epilogue: normalise once, write LSE, stage O through this warp's own Q rows in shared
+  // memory (no other warp reads them) so that the global stores are 16-byte and coalesced.
+  float lse[kMTiles][2];
+  const float keep_scale = dropout ? 1.0f / (1.0f - args.dropout_p) : 1.0f;
+  softmax.finish(o, multiplier, keep_scale, lse);
+  if (args.lse != nullptr && t == 0) {
+    const int64_t lse_offset = args.cu_seqlens_q != nullptr
+                                   ? h * args.lse_head_stride + seq.q_row0
+                                   : b * args.lse_batch_stride + h * args.lse_head_stride;
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
+        if (row < seq.len_q) args.lse[lse_offset + row] = lse[m][hh];
+      }
+  }
+  cuda::cp_async_wait<0>();
+  __syncthreads();  // with no key block to visit, Q's copies (by every thread) may be in flight
+#pragma unroll
+  for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+    for (int d = 0; d < kDTiles; ++d)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int row = warp_row0 + m * 16 + g + hh * 8;
+        const uint32_t word = cuda::pack2<T>(o.v[m][d][2 * hh], o.v[m][d][2 * hh + 1]);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(q_tile + QTile::offset(row, d) + 4 * t),
+                     "r"(word));
+      }
+  __syncthreads();
+  T* out_base = static_cast<T*>(args.out) + seq.out_offset;
+  cuda::store_tile<kBlockM, kWidth, kThreads>(
+      q_tile, GlobalRows<T>{out_base + m0 * args.out_row_stride, args.out_row_stride,
+                            seq.len_q - m0, args.head_dim_v, args.vectorized_out});
+}
+
+template <DType kDType>
+struct ElementOf;
+template <>
+struct ElementOf<DType::fp16> {
+  using type = __half;
+};
+template <>
+struct ElementOf<DType::bf16> {
+  using type = __nv_bfloat16;
+};
+
+template <DType kDType, int kWidth, bool kExtras>
+Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
+  using Config = ForwardConfig<kWidth>;
+  using T = typename ElementOf<kDType>::type;
+  auto* kernel = &forward_kernel<T, kWidth, kExtras>;
+  cudaError_t error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSmemBytes);
+  if (error != cudaSuccess) {
+    return {StatusCode::cuda_error, std::string("cuda forward: cudaFuncSetAttribute(") +
+                                        std::to_string(Config::kSmemBytes) +
+                                        " bytes of shared memory): " + cudaGetErrorString(error)};
+  }
+  const dim3 grid((args.seqlen_q + Config::kBlockM - 1) / Config::kBlockM, args.batch,
+                  args.heads_q);
+  kernel<<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(args);
+  error = cudaGetLastError();
+  if (error != cudaSuccess) {
+    return {StatusCode::cuda_error,
+            std::string("cuda forward: kernel launch failed: ") + cudaGetErrorString(error)};
+  }
+  return Status::Ok();
+}
+
+}  // namespace flashattn::cuda_sm80
