@@ -1,8 +1,8 @@
 // bf16 tile products on Intel AMX (TDPBF16PS), for bf16 problems on CPUs that have it.
 //
 // Operands are bf16 in the layouts AMX wants: A row-major, B in "VNNI" pairs (element (k, n)
-// of B at (k / 2, n, k % 2)). One call computes a whole 64 x 64 score tile or adds a whole
-// P.V product, so the tile configuration is loaded once per thread (amx_begin_thread).
+// of B at (k / 2, n, k % 2)). One call computes a whole kQueryTile x kKeyTile score tile or
+// adds a whole P.V product, so the tile configuration is loaded once per thread (amx_begin_thread).
 #pragma once
 
 #include <cstdint>
@@ -19,12 +19,12 @@ bool amx_bf16_available();
 void amx_begin_thread();
 void amx_end_thread();
 
-// s[64][64] (fp32, row-major) = q[64][dim_pad] . keys^T, with keys packed as pairs
-// [dim_pad / 2][64 keys][2]. dim_pad is a multiple of 32.
+// s[kQueryTile][kKeyTile] (fp32, row-major) = q[kQueryTile][dim_pad] . keys^T, with keys
+// packed as pairs [dim_pad / 2][kKeyTile keys][2]. dim_pad is a multiple of 32.
 void amx_scores(const uint16_t* q, const uint16_t* keys_packed, int64_t dim_pad, float* s);
 
-// out[64][dim_v_pad] (fp32, row-major) += p[64][64] . values, with values packed as pairs
-// [32 key pairs][dim_v_pad][2]. dim_v_pad is a multiple of 32.
+// out[kQueryTile][dim_v_pad] (fp32, row-major) += p[kQueryTile][kKeyTile] . values, with
+// values packed as pairs [kKeyTile / 2 key pairs][dim_v_pad][2]. dim_v_pad is a multiple of 32.
 void amx_accumulate(const uint16_t* p, const uint16_t* values_packed, int64_t dim_v_pad,
                     float* out);
 

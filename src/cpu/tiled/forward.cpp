@@ -148,7 +148,9 @@ void softmax_tile(const ForwardParams& params, const Kernels& kernels, const Sco
       std::fill(row_scores, row_scores + cols, 0.0f);
       continue;
     }
-    const float correction = std::exp(scratch.row_max[r] - new_max);  // 0 on the first tile
+    // 0 on the first visible tile, 1 (and no exp) while the max stands.
+    const float correction =
+        new_max == scratch.row_max[r] ? 1.0f : std::exp(scratch.row_max[r] - new_max);
     scratch.row_sum[r] =
         scratch.row_sum[r] * correction + kernels.exp_shifted(row_scores, cols, exp_scale, new_max);
     scratch.row_max[r] = new_max;

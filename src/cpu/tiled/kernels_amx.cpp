@@ -1,9 +1,10 @@
-// AMX-BF16 tile products of the forward: 64 x 64 score tiles and P.V accumulation.
+// AMX-BF16 tile products of the forward: whole score tiles and P.V accumulation.
 //
 // All eight tile registers are configured as 16 rows x 64 bytes: tmm0-3 hold a 32 x 32 block
 // of fp32 results, tmm4-5 two 16-row slices of A, tmm6-7 two 16-column slices of B, so each
 // pair of A and B loads feeds four TDPBF16PS.
 #include "cpu/tiled/amx.h"
+#include "cpu/tiled/problem.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -68,11 +69,11 @@ FLASHATTN_AMX void amx_end_thread() {
 
 FLASHATTN_AMX void amx_scores(const uint16_t* q, const uint16_t* keys_packed, int64_t dim_pad,
                               float* s) {
-  const int64_t q_stride = dim_pad * 2;  // bytes per query row
-  const int64_t k_stride = 64 * 2 * 2;   // bytes per key pair row (64 keys x 2 bf16)
-  constexpr int64_t s_stride = 64 * 4;   // bytes per score row
-  for (int64_t row0 = 0; row0 < 64; row0 += 32) {
-    for (int64_t col0 = 0; col0 < 64; col0 += 32) {
+  const int64_t q_stride = dim_pad * 2;           // bytes per query row
+  constexpr int64_t k_stride = kKeyTile * 2 * 2;  // bytes per key pair row
+  constexpr int64_t s_stride = kKeyTile * 4;      // bytes per score row
+  for (int64_t row0 = 0; row0 < kQueryTile; row0 += 32) {
+    for (int64_t col0 = 0; col0 < kKeyTile; col0 += 32) {
       _tile_zero(0);
       _tile_zero(1);
       _tile_zero(2);
@@ -80,7 +81,7 @@ FLASHATTN_AMX void amx_scores(const uint16_t* q, const uint16_t* keys_packed, in
       for (int64_t k0 = 0; k0 < dim_pad; k0 += 32) {
         _tile_loadd(4, q + row0 * dim_pad + k0, q_stride);
         _tile_loadd(5, q + (row0 + 16) * dim_pad + k0, q_stride);
-        const uint16_t* b = keys_packed + (k0 / 2) * 64 * 2;
+        const uint16_t* b = keys_packed + (k0 / 2) * kKeyTile * 2;
         _tile_loadd(6, b + col0 * 2, k_stride);
         _tile_loadd(7, b + (col0 + 16) * 2, k_stride);
         _tile_dpbf16ps(0, 4, 6);
@@ -88,29 +89,29 @@ FLASHATTN_AMX void amx_scores(const uint16_t* q, const uint16_t* keys_packed, in
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
       }
-      _tile_stored(0, s + row0 * 64 + col0, s_stride);
-      _tile_stored(1, s + row0 * 64 + col0 + 16, s_stride);
-      _tile_stored(2, s + (row0 + 16) * 64 + col0, s_stride);
-      _tile_stored(3, s + (row0 + 16) * 64 + col0 + 16, s_stride);
+      _tile_stored(0, s + row0 * kKeyTile + col0, s_stride);
+      _tile_stored(1, s + row0 * kKeyTile + col0 + 16, s_stride);
+      _tile_stored(2, s + (row0 + 16) * kKeyTile + col0, s_stride);
+      _tile_stored(3, s + (row0 + 16) * kKeyTile + col0 + 16, s_stride);
     }
   }
 }
 
 FLASHATTN_AMX void amx_accumulate(const uint16_t* p, const uint16_t* values_packed,
                                   int64_t dim_v_pad, float* out) {
-  constexpr int64_t p_stride = 64 * 2;     // bytes per probability row
-  const int64_t v_stride = dim_v_pad * 4;  // bytes per key pair row (dim_v_pad x 2 bf16)
+  constexpr int64_t p_stride = kKeyTile * 2;  // bytes per probability row
+  const int64_t v_stride = dim_v_pad * 4;     // bytes per key pair row (dim_v_pad x 2 bf16)
   const int64_t out_stride = dim_v_pad * 4;
-  for (int64_t row0 = 0; row0 < 64; row0 += 32) {
+  for (int64_t row0 = 0; row0 < kQueryTile; row0 += 32) {
     for (int64_t col0 = 0; col0 < dim_v_pad; col0 += 32) {
       float* c = out + row0 * dim_v_pad + col0;
       _tile_loadd(0, c, out_stride);
       _tile_loadd(1, c + 16, out_stride);
       _tile_loadd(2, c + 16 * dim_v_pad, out_stride);
       _tile_loadd(3, c + 16 * dim_v_pad + 16, out_stride);
-      for (int64_t k0 = 0; k0 < 64; k0 += 32) {
-        _tile_loadd(4, p + row0 * 64 + k0, p_stride);
-        _tile_loadd(5, p + (row0 + 16) * 64 + k0, p_stride);
+      for (int64_t k0 = 0; k0 < kKeyTile; k0 += 32) {
+        _tile_loadd(4, p + row0 * kKeyTile + k0, p_stride);
+        _tile_loadd(5, p + (row0 + 16) * kKeyTile + k0, p_stride);
         const uint16_t* b = values_packed + (k0 / 2) * dim_v_pad * 2;
         _tile_loadd(6, b + col0 * 2, v_stride);
         _tile_loadd(7, b + (col0 + 16) * 2, v_stride);

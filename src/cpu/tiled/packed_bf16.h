@@ -13,12 +13,13 @@ inline int64_t padded_dim(int64_t dim) {
   return (dim + 31) / 32 * 32;
 }
 
-// Key tiles for amx_scores: tile t (dim_pad * kKeyTile elements) holds keys t*64 .. t*64+63 as
-// [dim_pad / 2][64 keys][2]; keys at or past `count` and dims past the head dim are zero.
+// Key tiles for amx_scores: tile t (dim_pad * kKeyTile elements) holds keys t*kKeyTile ..
+// (t+1)*kKeyTile - 1 as [dim_pad / 2][kKeyTile keys][2]; keys at or past `count` and dims past the
+// head dim are zero.
 void pack_key_tiles_bf16(const HeadRows& keys, int64_t count, int64_t dim_pad, uint16_t* dst);
 
-// Value tiles for amx_accumulate: tile t (kKeyTile * dim_v_pad elements) holds keys t*64 ..
-// t*64+63 as [32 key pairs][dim_v_pad][2]; zero padded likewise.
+// Value tiles for amx_accumulate: tile t (kKeyTile * dim_v_pad elements) holds the keys of
+// tile t as [kKeyTile / 2 key pairs][dim_v_pad][2]; zero padded likewise.
 void pack_value_tiles_bf16(const HeadRows& values, int64_t count, int64_t dim_v_pad, uint16_t* dst);
 
 // dst[r][d] (row length dim_pad) = element (row0 + r, d), zero for d >= dim and for rows in
