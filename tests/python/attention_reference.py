@@ -24,8 +24,8 @@ def visible_mask(seqlen_q, seqlen_k, causal, window_size, device="cpu"):
 
 def alibi_bias(slopes, seqlen_q, seqlen_k, dtype):
     """[heads, seqlen_q, seqlen_k] bias -slope * |i + sk - sq - j| for slopes [heads]."""
-    rows = torch.arange(seqlen_q)[:, None] + (seqlen_k - seqlen_q)
-    cols = torch.arange(seqlen_k)[None, :]
+    rows = torch.arange(seqlen_q, device=slopes.device)[:, None] + (seqlen_k - seqlen_q)
+    cols = torch.arange(seqlen_k, device=slopes.device)[None, :]
     return -slopes.to(dtype)[:, None, None] * (rows - cols).abs().to(dtype)[None]
 
 
@@ -34,9 +34,10 @@ def _scores_and_bias(q, k, causal, window_size, softcap, alibi_slopes, softmax_s
     batch, heads, seqlen_q, head_dim = q.shape
     seqlen_k = k.shape[2]
     scale = head_dim ** -0.5 if softmax_scale is None else softmax_scale
-    visible = visible_mask(seqlen_q, seqlen_k, causal, window_size)
-    bias = torch.zeros(batch, heads, seqlen_q, seqlen_k, dtype=q.dtype)
+    visible = visible_mask(seqlen_q, seqlen_k, causal, window_size, q.device)
+    bias = torch.zeros(batch, heads, seqlen_q, seqlen_k, dtype=q.dtype, device=q.device)
     if alibi_slopes is not None:
+        alibi_slopes = alibi_slopes.to(q.device)
         slopes = alibi_slopes if alibi_slopes.dim() == 2 else alibi_slopes.expand(batch, heads)
         bias = bias + torch.stack([alibi_bias(s, seqlen_q, seqlen_k, q.dtype) for s in slopes])
     return visible, bias, scale
@@ -64,11 +65,12 @@ def dense_probs(q, k, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slo
 
 
 def dense_reference(q, k, v, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
-                    softmax_scale=None, dropout_p=0.0, keep=None):
+                    softmax_scale=None, dropout_p=0.0, keep=None, explicit=False):
     """out [batch, sq, hq, dv] for q [batch, sq, hq, d], k/v [batch, sk, hk, d(v)], computed in
     q's dtype: SDPA (math) with an explicit bias, or the explicit formula for softcap and
     dropout. keep: bool [batch, hq, sq, sk], the dropout mask to apply (None: no dropout).
-    Rows that see no key give 0."""
+    Rows that see no key give 0. explicit=True always takes the explicit formula (every
+    intermediate rounded to q's dtype, as a low-precision kernel would)."""
     heads, heads_k = q.shape[2], k.shape[2]
     qt = q.transpose(1, 2)
     kt = k.repeat_interleave(heads // heads_k, dim=2).transpose(1, 2)
@@ -76,7 +78,7 @@ def dense_reference(q, k, v, causal=False, window_size=(-1, -1), softcap=0.0, al
     visible, bias, scale = _scores_and_bias(qt, kt, causal, window_size, softcap, alibi_slopes,
                                             softmax_scale)
     empty_rows = ~visible.any(dim=-1)  # [sq]
-    if softcap == 0.0 and keep is None:
+    if softcap == 0.0 and keep is None and not explicit:
         bias = bias.masked_fill(~visible, float("-inf"))
         # Rows without keys would be NaN in SDPA; give them one finite (ignored) column.
         bias[..., empty_rows, 0] = 0.0
@@ -102,7 +104,7 @@ def varlen_reference(q, k, v, cu_seqlens_q, cu_seqlens_k, keep=None, alibi_slope
         if sq == 0:
             continue
         if sk == 0:
-            outs.append(torch.zeros(sq, q.shape[1], v.shape[2], dtype=q.dtype) + 0.0 * q.sum())
+            outs.append(torch.zeros(sq, q.shape[1], v.shape[2], dtype=q.dtype, device=q.device))
             continue
         slopes = None
         if alibi_slopes is not None:
@@ -111,7 +113,7 @@ def varlen_reference(q, k, v, cu_seqlens_q, cu_seqlens_k, keep=None, alibi_slope
         outs.append(dense_reference(qb, kb, vb, keep=kb_keep, alibi_slopes=slopes,
                                     **options)[0])
     if not outs:
-        return torch.zeros(0, q.shape[1], v.shape[2], dtype=q.dtype)
+        return torch.zeros(0, q.shape[1], v.shape[2], dtype=q.dtype, device=q.device)
     return torch.cat(outs)
 
 

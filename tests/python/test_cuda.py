@@ -1,0 +1,145 @@
+"""CUDA tensors: forward against the fp64 reference, the current (non-default) stream, CUDA-graph
+capture and replay, dropout masks equal to the CPU backend's, the backward's status."""
+
+import pytest
+import torch
+
+import flashattn
+from attention_reference import assert_close, dense_reference, varlen_reference
+from flashattn import flash_attn_func, flash_attn_varlen_func
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() or not flashattn.cuda_available(),
+    reason="needs a CUDA device and a flashattn build with CUDA")
+
+DTYPES = [torch.float16, torch.bfloat16]
+
+# batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim, options
+CASES = {
+    "plain": (2, 64, 80, 4, 4, 64, {}),
+    "gqa-causal": (2, 100, 100, 8, 2, 128, {"causal": True}),
+    "causal-sq>sk": (1, 90, 33, 2, 2, 64, {"causal": True}),
+    "window": (1, 130, 130, 2, 1, 64, {"window_size": (17, 5)}),
+    "softcap-alibi": (2, 70, 95, 4, 2, 96, {"softcap": 8.0, "alibi": True}),
+    "hdim-odd": (1, 33, 47, 2, 2, 40, {"causal": True}),
+    "hdim256": (1, 40, 60, 2, 2, 256, {}),
+}
+
+
+def _qkv(batch, sq, sk, hq, hk, d, dtype, device="cuda"):
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(*shape, generator=generator).to(dtype).to(device)
+            for shape in ((batch, sq, hq, d), (batch, sk, hk, d), (batch, sk, hk, d))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("case", CASES.keys())
+def test_forward_against_reference(case, dtype):
+    batch, sq, sk, hq, hk, d, options = CASES[case]
+    options = dict(options)
+    alibi = torch.rand(hq) * 0.2 if options.pop("alibi", False) else None
+    q, k, v = _qkv(batch, sq, sk, hq, hk, d, dtype)
+    out = flash_attn_func(q, k, v, alibi_slopes=None if alibi is None else alibi.cuda(),
+                          **options)
+    assert out.is_cuda and out.dtype == dtype
+    cpu = [t.cpu() for t in (q, k, v)]
+    ref = dense_reference(*[t.double() for t in cpu], alibi_slopes=alibi, **options)
+    # The naive algorithm in the input dtype on the GPU (fp32 accumulation in the matmuls).
+    ref_lowp = dense_reference(q, k, v, alibi_slopes=alibi, explicit=True, **options)
+    assert_close(out.cpu(), ref, ref_lowp.cpu(), 2.0)
+
+
+def test_varlen_forward_with_empty_sequence():
+    lens_q, lens_k = [17, 0, 64, 5], [30, 9, 64, 0]
+    cu_q = torch.tensor([0] + lens_q).cumsum(0).to(torch.int32)
+    cu_k = torch.tensor([0] + lens_k).cumsum(0).to(torch.int32)
+    generator = torch.Generator().manual_seed(1)
+    q = torch.randn(sum(lens_q), 4, 64, generator=generator).half()
+    k = torch.randn(sum(lens_k), 2, 64, generator=generator).half()
+    v = torch.randn(sum(lens_k), 2, 64, generator=generator).half()
+    out = flash_attn_varlen_func(q.cuda(), k.cuda(), v.cuda(), cu_q.cuda(), cu_k.cuda(),
+                                 max(lens_q), max(lens_k), causal=True)
+    ref = varlen_reference(q.double(), k.double(), v.double(), cu_q, cu_k, causal=True)
+    ref_lowp = varlen_reference(q.cuda(), k.cuda(), v.cuda(), cu_q, cu_k, causal=True,
+                                explicit=True)
+    assert_close(out.cpu(), ref, ref_lowp.cpu(), 2.0)
+
+
+def test_runs_on_the_current_non_default_stream():
+    q, k, v = _qkv(2, 256, 256, 4, 4, 64, torch.float16)
+    expected = flash_attn_func(q, k, v, causal=True)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        q2 = q * 1.0  # produced on `stream`: a launch on another stream would race with it
+        out = flash_attn_func(q2, k, v, causal=True)
+    torch.cuda.current_stream().wait_stream(stream)
+    assert torch.equal(out, expected)
+
+
+def test_cuda_graph_capture_and_replay():
+    q, k, v = _qkv(2, 128, 128, 4, 2, 64, torch.bfloat16)
+    static = [t.clone() for t in (q, k, v)]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up outside the capture, as PyTorch recommends
+        flash_attn_func(*static, causal=True)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = flash_attn_func(*static, causal=True)
+    for seed in range(3):
+        generator = torch.Generator().manual_seed(seed)
+        for t in static:
+            t.copy_(torch.randn(t.shape, generator=generator).to(t.dtype))
+        graph.replay()
+        torch.testing.assert_close(static_out, flash_attn_func(*static, causal=True),
+                                   rtol=0, atol=0)
+
+
+def test_dropout_mask_equals_the_cpu_backend():
+    q, k, v = _qkv(2, 48, 72, 4, 2, 64, torch.float16)
+    torch.manual_seed(3)
+    _, _, mask_gpu = flash_attn_func(q, k, v, dropout_p=0.2, return_attn_probs=True)
+    torch.manual_seed(3)
+    _, _, mask_cpu = flash_attn_func(*[t.cpu() for t in (q, k, v)], dropout_p=0.2,
+                                     return_attn_probs=True)
+    assert torch.equal(mask_gpu.cpu() >= 0, mask_cpu >= 0)
+
+
+def test_backward_runs_or_raises_unsupported():
+    q, k, v = [t.requires_grad_() for t in _qkv(1, 64, 64, 2, 2, 64, torch.float16)]
+    out = flash_attn_func(q, k, v, causal=True)
+    try:
+        dq, dk, dv = torch.autograd.grad(out.float().sum(), [q, k, v])
+    except NotImplementedError as error:
+        assert "backward" in str(error) or "cuda" in str(error)
+        return
+    cpu = [t.detach().cpu().double().requires_grad_() for t in (q, k, v)]
+    ref = dense_reference(*cpu, causal=True)
+    grads_ref = torch.autograd.grad(ref.sum(), cpu)
+    lowp = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    ref_lowp = dense_reference(*lowp, causal=True, explicit=True)
+    grads_lowp = torch.autograd.grad(ref_lowp.float().sum(), lowp)
+    for name, grad, grad_ref, grad_lowp in zip("qkv", (dq, dk, dv), grads_ref, grads_lowp):
+        assert_close(grad.cpu(), grad_ref, grad_lowp.cpu(), 3.0, name=f"d{name}")
+
+
+def test_fp64_and_mixed_devices_rejected():
+    q, k, v = _qkv(1, 8, 8, 2, 2, 64, torch.float64)
+    with pytest.raises(TypeError, match="q: dtype torch.float64 is not supported"):
+        flash_attn_func(q, k, v)
+    q, k, v = _qkv(1, 8, 8, 2, 2, 64, torch.float16)
+    with pytest.raises(ValueError, match="v: device cpu does not match q device cuda"):
+        flash_attn_func(q, k, v.cpu())
+
+
+def test_compile_fullgraph_inference():
+    q, k, v = _qkv(2, 64, 64, 4, 2, 64, torch.float16)
+
+    def fn(q, k, v):
+        return flash_attn_func(q * 2, k, v, causal=True).float().sum(-1)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True)
+    torch.testing.assert_close(compiled(q, k, v), fn(q, k, v))
