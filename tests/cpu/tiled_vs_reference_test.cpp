@@ -15,6 +15,7 @@
 #include "cpu/element.h"
 #include "flashattn/flashattn.h"
 #include "support/attention_case.h"
+#include "support/case_builders.h"
 #include "support/checks.h"
 #include "support/host_problem.h"
 
@@ -34,65 +35,6 @@ Backend backend_under_test() {
 uint64_t table_seed() {
   const char* text = std::getenv("FLASHATTN_TABLE_SEED");
   return text != nullptr ? std::strtoull(text, nullptr, 10) : 0x5eed0000;
-}
-
-// Shorthands that keep each row on one line.
-AttentionCase dense(DType dtype, int64_t batch, int64_t seqlen_q, int64_t seqlen_k, int64_t heads_q,
-                    int64_t heads_kv, int64_t head_dim) {
-  AttentionCase c;
-  c.dtype = dtype;
-  c.batch = batch;
-  c.seqlen_q = seqlen_q;
-  c.seqlen_k = seqlen_k;
-  c.heads_q = heads_q;
-  c.heads_kv = heads_kv;
-  c.head_dim = head_dim;
-  return c;
-}
-
-AttentionCase varlen(DType dtype, std::vector<std::pair<int64_t, int64_t>> lengths, int64_t heads_q,
-                     int64_t heads_kv, int64_t head_dim) {
-  AttentionCase c = dense(dtype, 1, 1, 1, heads_q, heads_kv, head_dim);
-  c.varlen = std::move(lengths);
-  return c;
-}
-
-AttentionCase causal(AttentionCase c) {
-  c.causal = true;
-  return c;
-}
-AttentionCase window(AttentionCase c, int64_t left, int64_t right) {
-  c.window_left = left;
-  c.window_right = right;
-  return c;
-}
-AttentionCase softcap(AttentionCase c, float cap) {
-  c.softcap = cap;
-  return c;
-}
-AttentionCase alibi(AttentionCase c, AlibiMode mode) {
-  c.alibi = mode;
-  return c;
-}
-AttentionCase dropout(AttentionCase c, float p) {
-  c.dropout_p = p;
-  return c;
-}
-AttentionCase seqused(AttentionCase c) {
-  c.use_seqused_k = true;
-  return c;
-}
-AttentionCase layout(AttentionCase c, Layout l) {
-  c.layout = l;
-  return c;
-}
-AttentionCase scale(AttentionCase c, float s) {
-  c.softmax_scale = s;
-  return c;
-}
-AttentionCase value_dim(AttentionCase c, int64_t head_dim_v) {
-  c.head_dim_v = head_dim_v;
-  return c;
 }
 
 constexpr DType f32 = DType::fp32, f16 = DType::fp16, b16 = DType::bf16;
