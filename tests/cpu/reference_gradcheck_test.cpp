@@ -1,5 +1,6 @@
 // The oracle checked on its own: fp64 gradients against central finite differences of its
-// forward, per feature, and forward values against answers known in closed form.
+// forward, per feature; forward values against answers known in closed form; the rounding of
+// its input_dtype mode.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "common/philox.h"
+#include "cpu/element.h"
 #include "cpu/reference/reference.h"
 
 namespace flashattn::reference {
@@ -381,6 +383,66 @@ TEST(ReferenceForward, DropoutRescalesKeptValues) {
         for (int64_t d = 0; d < 4; ++d) {
           EXPECT_NEAR(result.out[((b * 4 + i) * 2 + h) * 4 + d], expected[d], 1e-14);
         }
+      }
+    }
+  }
+}
+
+// Backward with the forward's out given (use_given_out) equals backward recomputing it.
+TEST(ReferenceBackward, GivenOutMatchesRecomputedOut) {
+  DenseProblem p = base_problem("given_out");
+  p.args.causal = true;
+  p.args.dropout_p = 0.2f;
+  p.args.dropout_seed = 5;
+  p.build(21);
+  ForwardResult forward;
+  ASSERT_TRUE(forward_dense(p.args, Precision::fp64, p.q, p.k, p.v, &forward).ok());
+  BackwardResult recomputed, given;
+  ASSERT_TRUE(backward_dense(p.args, Precision::fp64, p.q, p.k, p.v, p.dout, {}, &recomputed).ok());
+  ASSERT_TRUE(
+      backward_dense(p.args, Precision::fp64, p.q, p.k, p.v, p.dout, forward.out, &given).ok());
+  for (size_t i = 0; i < given.dq.size(); ++i) EXPECT_NEAR(given.dq[i], recomputed.dq[i], 1e-13);
+  for (size_t i = 0; i < given.dk.size(); ++i) EXPECT_NEAR(given.dk[i], recomputed.dk[i], 1e-13);
+  for (size_t i = 0; i < given.dv.size(); ++i) EXPECT_NEAR(given.dv[i], recomputed.dv[i], 1e-13);
+}
+
+// Precision::input_dtype: every output is a value of the dtype, it differs from fp64 by the
+// dtype's rounding (not 0, not more), and for fp32 it is a plain fp32 algorithm.
+TEST(ReferencePrecision, InputDtypeRoundsLikeTheDtype) {
+  struct Expectation {
+    DType dtype;
+    double min_error, max_error;  // on out, whose entries are O(1)
+  };
+  for (const Expectation& e :
+       {Expectation{DType::fp32, 0.0, 1e-5}, Expectation{DType::fp16, 1e-5, 2e-2},
+        Expectation{DType::bf16, 1e-4, 1e-1}}) {
+    DenseProblem p = base_problem("rounding");
+    p.args.dtype = e.dtype;
+    p.args.seqlen_q = 16;
+    p.args.seqlen_k = 24;
+    p.args.head_dim = 32;
+    p.args.softcap = 3.0f;
+    p.build(4);
+    for (double& value : p.q) value = cpu::round_to(e.dtype, static_cast<float>(value));
+    for (double& value : p.k) value = cpu::round_to(e.dtype, static_cast<float>(value));
+    for (double& value : p.v) value = cpu::round_to(e.dtype, static_cast<float>(value));
+    for (double& value : p.dout) value = cpu::round_to(e.dtype, static_cast<float>(value));
+    ForwardResult exact, lowp;
+    ASSERT_TRUE(forward_dense(p.args, Precision::fp64, p.q, p.k, p.v, &exact).ok());
+    ASSERT_TRUE(forward_dense(p.args, Precision::input_dtype, p.q, p.k, p.v, &lowp).ok());
+    BackwardResult grads;
+    ASSERT_TRUE(
+        backward_dense(p.args, Precision::input_dtype, p.q, p.k, p.v, p.dout, {}, &grads).ok());
+    double error = 0;
+    for (size_t i = 0; i < exact.out.size(); ++i) {
+      error = std::max(error, std::abs(exact.out[i] - lowp.out[i]));
+    }
+    SCOPED_TRACE(to_string(e.dtype));
+    EXPECT_GT(error, e.min_error);
+    EXPECT_LT(error, e.max_error);
+    for (const std::vector<double>* values : {&lowp.out, &grads.dq, &grads.dk, &grads.dv}) {
+      for (double value : *values) {
+        ASSERT_EQ(value, cpu::round_to(e.dtype, static_cast<float>(value)));
       }
     }
   }
