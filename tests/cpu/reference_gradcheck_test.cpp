@@ -14,6 +14,8 @@
 #include "common/philox.h"
 #include "cpu/element.h"
 #include "cpu/reference/reference.h"
+#include "support/attention_case.h"
+#include "support/host_problem.h"
 
 namespace flashattn::reference {
 namespace {
@@ -464,6 +466,20 @@ TEST(ReferenceForward, RejectsMismatchedDenseSizes) {
   const Status heads = forward_dense(gqa.args, Precision::fp64, gqa.q, gqa.k, gqa.v, &result);
   EXPECT_EQ(heads.code(), StatusCode::invalid_argument);
   EXPECT_NE(heads.message().find("heads"), std::string::npos) << heads.message();
+}
+
+// The oracle reads host memory: params that name device buffers are refused, not read.
+TEST(ReferenceForward, RefusesDeviceParams) {
+  testing::HostProblem problem = testing::make_problem(testing::AttentionCase{}, 1);
+  const ForwardParams params = problem.forward_params_at(problem.host_pointers(), Device::cuda);
+  ForwardResult result;
+  const Status status = forward(params, Precision::fp64, &result);
+  EXPECT_EQ(status.code(), StatusCode::invalid_argument);
+  EXPECT_NE(status.message().find("device"), std::string::npos) << status.message();
+  BackwardResult grads;
+  const Status backward_status = backward(
+      problem.backward_params_at(problem.host_pointers(), Device::cuda), Precision::fp64, &grads);
+  EXPECT_EQ(backward_status.code(), StatusCode::invalid_argument);
 }
 
 }  // namespace

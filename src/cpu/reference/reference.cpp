@@ -1,6 +1,8 @@
 // The oracle on caller params: validate, normalise, gather to dense doubles, run the naive core.
 #include "cpu/reference/reference.h"
 
+#include <string>
+
 #include "api/normalize.h"
 #include "cpu/reference/sequences.h"
 #include "cpu/reference/strided_io.h"
@@ -25,9 +27,18 @@ DenseInputs gather_inputs(const AttentionArgs& args, const std::vector<SequenceB
   return inputs;
 }
 
+// The oracle dereferences every pointer on the host.
+Status require_host(const AttentionArgs& args) {
+  if (args.device == Device::cpu) return Status::Ok();
+  return Status::InvalidArgument(std::string("device: the reference reads host memory, expected "
+                                             "cpu, got ") +
+                                 to_string(args.device));
+}
+
 }  // namespace
 
 Status forward(const ForwardParams& params, Precision precision, ForwardResult* result) {
+  if (Status status = require_host(params); !status.ok()) return status;
   if (Status status = flashattn::validate(params); !status.ok()) return status;
   ForwardParams args = params;
   detail::normalize_args(args);
@@ -46,6 +57,7 @@ Status forward(const ForwardParams& params, Precision precision, ForwardResult* 
 
 Status backward(const BackwardParams& params, Precision precision, BackwardResult* result,
                 bool use_given_out) {
+  if (Status status = require_host(params); !status.ok()) return status;
   if (Status status = flashattn::validate(params); !status.ok()) return status;
   BackwardParams args = params;
   detail::normalize_args(args);
