@@ -63,7 +63,7 @@ def main():
     parser.add_argument("--json", default=None)
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="d128 bf16 only")
+    parser.add_argument("--no-peers", action="store_true", help="time ours alone")
     parser.add_argument("--dtypes", default="bf16,fp16")
     parser.add_argument("--dims", default="64,128,256")
     parser.add_argument("--seqlens", default="512,1024,2048,4096,8192,16384")
@@ -92,8 +92,9 @@ def main():
                     ms, _ = time_ms(lambda: ours(q, k, v, out, lse, causal), args.warmup, args.iters)
                     row["ours_ms"] = ms
                     row["ours_tflops"] = flops / ms / 1e9
-                    for name, backend in (("fa2", SDPBackend.FLASH_ATTENTION),
-                                          ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+                    peers = () if args.no_peers else (("fa2", SDPBackend.FLASH_ATTENTION),
+                                                      ("cudnn", SDPBackend.CUDNN_ATTENTION))
+                    for name, backend in peers:
                         try:
                             with sdpa_kernel(backend):
                                 ref = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)

@@ -77,7 +77,8 @@ struct TileCopyPlan {
   static constexpr int kRowsPerPass = kThreads / kLanesPerRow;
   static constexpr int kPasses = kRows / kRowsPerPass;
   static_assert(kThreads % kLanesPerRow == 0 && kRows % kRowsPerPass == 0, "even passes");
-  static_assert(kRowsPerPass % 8 == 0, "a pass keeps each thread's swizzle phase");
+  // Passes of a multiple of 8 rows keep each thread's swizzle phase: a fixed smem step.
+  static constexpr bool kFixedStep = kRowsPerPass % 8 == 0;
 
   __device__ __forceinline__ static int row() {
     return static_cast<int>(threadIdx.x) / kLanesPerRow;
@@ -105,7 +106,8 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const 
   for (int pass = 0; pass < Plan::kPasses; ++pass, from += step) {
     const int row = row0 + pass * Plan::kRowsPerPass;
     const int valid = row < src.rows ? valid_cols : 0;
-    const uint32_t dst = dst0 + pass * Plan::kRowsPerPass * 128;
+    const uint32_t dst =
+        Plan::kFixedStep ? dst0 + pass * Plan::kRowsPerPass * 128 : tile + Tile::offset(row, chunk);
     if (src.vectorized) {
       cp_async_16(dst, valid > 0 ? from : src.base, valid * 2);
     } else {

@@ -22,13 +22,26 @@ using cuda::GlobalRows;
 using cuda::OnlineSoftmax;
 using cuda::SmemTile;
 
-// Tile shape per head-dim width (the FlashAttention-2 choices for sm80/sm90 mma.sync):
-// kBlockM query rows per block, kBlockN keys per iteration, kWarps warps along the rows.
+// Tile shape and schedule per head-dim width: kBlockM query rows per block, kBlockN keys per
+// iteration, kWarps warps along the rows. kPrefetch loads mma fragments one step ahead;
+// kEarlyKLoad issues the next K tile before the softmax rather than before P V. Both cost
+// registers, so they pay only where a warp owns one m16 tile. Measured variants are listed in
+// bench/NOTES.md; FLASHATTN_SM80_TUNE_* (a build flag) overrides one width for such runs.
 template <int kWidth>
 struct ForwardConfig {
-  static constexpr int kBlockM = 128;
-  static constexpr int kBlockN = 64;
-  static constexpr int kWarps = kWidth <= 128 ? 4 : 8;
+#if defined(FLASHATTN_SM80_TUNE_WIDTH)
+  static constexpr bool kTuned = kWidth == FLASHATTN_SM80_TUNE_WIDTH;
+#define FLASHATTN_SM80_TUNED(name, otherwise) (kTuned ? FLASHATTN_SM80_TUNE_##name : (otherwise))
+#else
+#define FLASHATTN_SM80_TUNED(name, otherwise) (otherwise)
+#endif
+  static constexpr int kBlockM = FLASHATTN_SM80_TUNED(M, 128);
+  static constexpr int kBlockN = FLASHATTN_SM80_TUNED(N, 64);
+  static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 ? 4 : 8);
+  static constexpr int kMTiles = kBlockM / (16 * kWarps);  // m16 tiles per warp
+  static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, kMTiles == 1);
+  static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
+#undef FLASHATTN_SM80_TUNED
   static constexpr int kThreads = kWarps * 32;
 
   using QTile = SmemTile<kBlockM, kWidth>;
@@ -82,6 +95,84 @@ __device__ __forceinline__ SequenceView sequence_view(const ForwardKernelArgs& a
   return view;
 }
 
+// S = Q K^T for one warp's rows over the whole tile width. With kPrefetch the fragments are
+// loaded one mma step ahead (double-buffered registers) so that ldmatrix latency hides behind
+// the tensor cores; without, each is loaded right before its use.
+template <typename T, int kWidth, bool kPrefetch, int kMTiles, int kNTiles, typename QLanes,
+          typename KLanes>
+__device__ __forceinline__ void gemm_qk(AccTile<kMTiles, kNTiles>& s, const QLanes& q_lanes,
+                                        const KLanes& k_lanes) {
+  constexpr int kPairs = kNTiles / 2;
+  constexpr int kSteps = (kWidth / 16) * kPairs;
+  uint32_t a[2][kMTiles][4];
+  uint32_t b[2][4];
+  auto load_a = [&](int kk) {
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m) cuda::ldmatrix_x4(a[kk % 2][m], q_lanes.at(m * 16, 2 * kk));
+  };
+  auto load_b = [&](int step) {
+    cuda::ldmatrix_x4(b[step % 2], k_lanes.at(16 * (step % kPairs), 2 * (step / kPairs)));
+  };
+  if constexpr (kPrefetch) {
+    load_a(0);
+    load_b(0);
+  }
+#pragma unroll
+  for (int kk = 0; kk < kWidth / 16; ++kk) {
+#pragma unroll
+    for (int j = 0; j < kPairs; ++j) {
+      const int step = kk * kPairs + j;
+      if constexpr (kPrefetch) {
+        if (step + 1 < kSteps) {
+          if (j + 1 == kPairs) load_a(kk + 1);
+          load_b(step + 1);
+        }
+      } else {
+        if (j == 0) load_a(kk);
+        load_b(step);
+      }
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m) {
+        cuda::mma_16816<T>(s.v[m][2 * j], a[kk % 2][m], b[step % 2][0], b[step % 2][1]);
+        cuda::mma_16816<T>(s.v[m][2 * j + 1], a[kk % 2][m], b[step % 2][2], b[step % 2][3]);
+      }
+    }
+  }
+}
+
+// O += P V for one warp's rows: P comes from registers (the score accumulators as A
+// fragments), V through ldmatrix.trans, one step ahead with kPrefetch.
+template <typename T, int kWidth, bool kPrefetch, int kMTiles, int kKSteps, int kDTiles,
+          typename VLanes>
+__device__ __forceinline__ void gemm_pv(AccTile<kMTiles, kDTiles>& o,
+                                        const uint32_t (&p)[kMTiles][kKSteps][4],
+                                        const VLanes& v_lanes) {
+  constexpr int kPairs = kDTiles / 2;
+  constexpr int kSteps = kKSteps * kPairs;
+  uint32_t b[2][4];
+  auto load_b = [&](int step) {
+    cuda::ldmatrix_x4_trans(b[step % 2], v_lanes.at(16 * (step / kPairs), 2 * (step % kPairs)));
+  };
+  if constexpr (kPrefetch) load_b(0);
+#pragma unroll
+  for (int kk = 0; kk < kKSteps; ++kk) {
+#pragma unroll
+    for (int j = 0; j < kPairs; ++j) {
+      const int step = kk * kPairs + j;
+      if constexpr (kPrefetch) {
+        if (step + 1 < kSteps) load_b(step + 1);
+      } else {
+        load_b(step);
+      }
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m) {
+        cuda::mma_16816<T>(o.v[m][2 * j], p[m][kk], b[step % 2][0], b[step % 2][1]);
+        cuda::mma_16816<T>(o.v[m][2 * j + 1], p[m][kk], b[step % 2][2], b[step % 2][3]);
+      }
+    }
+  }
+}
+
 template <typename T, int kWidth, bool kExtras>
 __global__ void __launch_bounds__(ForwardConfig<kWidth>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardKernelArgs args) {
@@ -89,9 +180,9 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth>::kThreads, 1)
   constexpr int kBlockM = Config::kBlockM;
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kThreads = Config::kThreads;
-  constexpr int kMTiles = kBlockM / (16 * Config::kWarps);  // m16 tiles per warp
-  constexpr int kNTiles = kBlockN / 8;                      // n8 score tiles per warp
-  constexpr int kDTiles = kWidth / 8;                       // n8 output tiles per warp
+  constexpr int kMTiles = Config::kMTiles;
+  constexpr int kNTiles = kBlockN / 8;  // n8 score tiles per warp
+  constexpr int kDTiles = kWidth / 8;   // n8 output tiles per warp
   using QTile = typename Config::QTile;
   using KvTile = typename Config::KvTile;
 
@@ -100,7 +191,10 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth>::kThreads, 1)
   const uint32_t k_tile = q_tile + QTile::kBytes;
   const uint32_t v_tile = k_tile + KvTile::kBytes;
 
-  const int m_block = blockIdx.x;
+  // With a causal / local mask the last query blocks see the most keys: start them first so
+  // that the short ones fill the tail of the grid.
+  const bool banded = args.window_left >= 0 || args.window_right >= 0;
+  const int m_block = banded ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : blockIdx.x;
   const int b = blockIdx.y;
   const int h = blockIdx.z;
   const SequenceView seq = sequence_view(args, b, h);
@@ -173,34 +267,16 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth>::kThreads, 1)
     cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
     cuda::cp_async_commit();
 
-    // S = Q K^T for this warp's rows.
     AccTile<kMTiles, kNTiles> s;
     s.zero();
-#pragma unroll
-    for (int kk = 0; kk < kWidth / 16; ++kk) {
-      uint32_t a[kMTiles][4];
-#pragma unroll
-      for (int m = 0; m < kMTiles; ++m) {
-        cuda::ldmatrix_x4(a[m], q_lanes.at(m * 16, 2 * kk));
-      }
-#pragma unroll
-      for (int j = 0; j < kNTiles / 2; ++j) {
-        uint32_t bk[4];
-        cuda::ldmatrix_x4(bk, k_lanes.at(16 * j, 2 * kk));
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m) {
-          cuda::mma_16816<T>(s.v[m][2 * j], a[m], bk[0], bk[1]);
-          cuda::mma_16816<T>(s.v[m][2 * j + 1], a[m], bk[2], bk[3]);
-        }
-      }
-    }
+    gemm_qk<T, kWidth, Config::kPrefetch>(s, q_lanes, k_lanes);
 
     // Score modifiers everywhere (extras), the mask only on blocks that cross a boundary.
     const bool needs_mask =
         n0 + kBlockN > seq.len_k ||
         (args.window_right >= 0 && n0 + kBlockN - 1 > m0 + diagonal + args.window_right) ||
         (args.window_left >= 0 && n0 < row_last + diagonal - args.window_left);
-    if (kExtras || needs_mask) {
+    if constexpr (kExtras) {
 #pragma unroll
       for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
@@ -209,18 +285,39 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth>::kThreads, 1)
           for (int e = 0; e < 4; ++e) {
             const int row = m0 + warp_row0 + m * 16 + g + (e / 2) * 8;
             const int col = n0 + n * 8 + 2 * t + e % 2;
-            float x = s.v[m][n][e];
-            if constexpr (kExtras) {
-              const float bias = alibi_bias(alibi_slope, row, col, diagonal);
-              x = modified_score(x, args.softmax_scale, args.softcap, bias) * kLog2e;
-            }
-            if (needs_mask && !mask.visible(row, col)) x = -INFINITY;
-            s.v[m][n][e] = x;
+            const float bias = alibi_bias(alibi_slope, row, col, diagonal);
+            s.v[m][n][e] =
+                modified_score(s.v[m][n][e], args.softmax_scale, args.softcap, bias) * kLog2e;
           }
+    }
+    if (needs_mask) {
+      // Each row sees the key range [first_col, last_col) of the shared MaskSpec.
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
+          const int first = static_cast<int>(mask.first_col(row)) - n0 - 2 * t;
+          const int last = static_cast<int>(mask.last_col(row)) - n0 - 2 * t;
+#pragma unroll
+          for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int col = n * 8 + e;  // relative to n0 + 2t
+              if (col < first || col >= last) s.v[m][n][2 * hh + e] = -INFINITY;
+            }
+        }
     }
 
     cuda::cp_async_wait<0>();
     __syncthreads();  // V(n) has landed, and every warp is done reading K(n)
+    auto load_next_k = [&] {
+      if (n_block > n_block_min) {
+        cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block - 1));
+        cuda::cp_async_commit();
+      }
+    };
+    if constexpr (Config::kEarlyKLoad) load_next_k();
     softmax.update(s, o, multiplier);
 
     if (dropout) {
@@ -249,26 +346,10 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth>::kThreads, 1)
         }
     }
 
-    // O += P V, with the copy of the next K tile in flight.
     uint32_t p[kMTiles][kNTiles / 2][4];
     cuda::to_a_fragments<T>(s, p);
-    if (n_block > n_block_min) {
-      cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block - 1));
-      cuda::cp_async_commit();
-    }
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-#pragma unroll
-      for (int j = 0; j < kDTiles / 2; ++j) {
-        uint32_t bv[4];
-        cuda::ldmatrix_x4_trans(bv, v_lanes.at(16 * kk, 2 * j));
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m) {
-          cuda::mma_16816<T>(o.v[m][2 * j], p[m][kk], bv[0], bv[1]);
-          cuda::mma_16816<T>(o.v[m][2 * j + 1], p[m][kk], bv[2], bv[3]);
-        }
-      }
-    }
+    if constexpr (!Config::kEarlyKLoad) load_next_k();
+    gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes);
   }
 
   // Epilogue: normalise once, write LSE, stage O through this warp's own Q rows in shared
