@@ -34,22 +34,30 @@ int run(const Problem& problem) {
   }
 
   if (problem.run_backward) {
+    // A backend may run the forward but not yet the backward: report the forward and say why
+    // the backward was skipped rather than fail the whole run.
     const BackwardParams backward_args = backward_params(problem, tensors);
-    if (Status s = select_backend(backward_args, &results.backward_backend); !s.ok()) {
-      return report_error("backward", s);
+    Timing timing;
+    Status s = select_backend(backward_args, &results.backward_backend);
+    if (s.ok()) {
+      s = time_runs(
+          problem.device, problem.warmup, problem.iters, [&] { return backward(backward_args); },
+          &timing);
     }
-    results.backward.emplace();
-    if (Status s = time_runs(
-            problem.device, problem.warmup, problem.iters, [&] { return backward(backward_args); },
-            &*results.backward);
-        !s.ok()) {
+    if (s.ok()) {
+      results.backward = timing;
+    } else if (s.code() == StatusCode::unsupported) {
+      results.backward_skipped = s.message();
+    } else {
       return report_error("backward", s);
     }
   }
 
   if (problem.check) {
     results.check.emplace();
-    if (Status s = check_against_reference(problem, to_host(tensors), &*results.check); !s.ok()) {
+    Problem checked = problem;
+    checked.run_backward = results.backward.has_value();
+    if (Status s = check_against_reference(checked, to_host(tensors), &*results.check); !s.ok()) {
       return report_error("check (reference)", s);
     }
   }

@@ -152,6 +152,9 @@ void print_report(const Problem& problem, const RunResults& results) {
     }
     print_timing("backward", *results.backward, results.flops.backward);
   }
+  if (!results.backward_skipped.empty()) {
+    fmt::print("backward  skipped (unsupported): {}\n", results.backward_skipped);
+  }
   fmt::print("flops     {}\n",
              results.flops.fa2_convention
                  ? "FA2 convention: fwd 4*b*h*sq*sk*d (half for causal), bwd 2.5x fwd"
@@ -183,6 +186,7 @@ void write_json(const Problem& problem, const RunResults& results, const std::st
     json["backward"] = timing_json(*results.backward, results.flops.backward);
     json["backward"]["backend"] = to_string(results.backward_backend);
   }
+  if (!results.backward_skipped.empty()) json["backward"] = {{"skipped", results.backward_skipped}};
   if (results.check) json["check"] = check_json(problem, *results.check);
   const std::string text = json.dump(2) + "\n";
   if (path == "-") {

@@ -15,7 +15,8 @@ struct RunResults {
   Backend forward_backend = Backend::automatic;
   Backend backward_backend = Backend::automatic;
   Timing forward;
-  std::optional<Timing> backward;  // absent with --no-backward
+  std::optional<Timing> backward;  // absent with --no-backward or when skipped
+  std::string backward_skipped;    // why the backend could not run the backward, if so
   FlopCount flops;
   std::optional<CheckResult> check;  // absent without --check
 };
