@@ -2,6 +2,8 @@
 #include "cpu/tiled/operands.h"
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "cpu/element.h"
 
@@ -51,6 +53,13 @@ void with_storer(DType dtype, Body&& body) {
 
 void gather_rows(const HeadRows& source, int64_t row0, int64_t count, float* dst, int64_t ld) {
   const void* base = source.ref->data;
+  if (source.problem->args->dtype == DType::fp32) {
+    for (int64_t r = 0; r < count; ++r) {
+      std::memcpy(dst + r * ld, static_cast<const float*>(base) + source.offset(row0 + r),
+                  static_cast<size_t>(source.dim) * sizeof(float));
+    }
+    return;
+  }
   with_loader(source.problem->args->dtype, [&](auto load) {
     for (int64_t r = 0; r < count; ++r) {
       const int64_t offset = source.offset(row0 + r);
@@ -60,15 +69,24 @@ void gather_rows(const HeadRows& source, int64_t row0, int64_t count, float* dst
   });
 }
 
+// Per key tile, dims outermost: the writes run along the contiguous tile rows and the reads
+// revisit the same kKeyTile input rows, which stay in L1.
 void gather_transposed_tiles(const HeadRows& source, int64_t count, float* dst) {
-  const int64_t tiles = (count + kKeyTile - 1) / kKeyTile;
-  std::fill(dst, dst + tiles * source.dim * kKeyTile, 0.0f);
   const void* base = source.ref->data;
+  const int64_t dim = source.dim;
+  std::vector<int64_t> offsets(static_cast<size_t>(kKeyTile));
   with_loader(source.problem->args->dtype, [&](auto load) {
-    for (int64_t key = 0; key < count; ++key) {
-      const int64_t offset = source.offset(key);
-      float* column = dst + (key / kKeyTile) * source.dim * kKeyTile + key % kKeyTile;
-      for (int64_t d = 0; d < source.dim; ++d) column[d * kKeyTile] = load(base, offset + d);
+    for (int64_t key0 = 0; key0 < count; key0 += kKeyTile) {
+      const int64_t keys = std::min(kKeyTile, count - key0);
+      for (int64_t c = 0; c < keys; ++c) offsets[static_cast<size_t>(c)] = source.offset(key0 + c);
+      float* tile = dst + key0 * dim;  // tile key0 / kKeyTile: dim * kKeyTile floats
+      for (int64_t d = 0; d < dim; ++d) {
+        float* tile_row = tile + d * kKeyTile;
+        for (int64_t c = 0; c < keys; ++c) {
+          tile_row[c] = load(base, offsets[static_cast<size_t>(c)] + d);
+        }
+        std::fill(tile_row + keys, tile_row + kKeyTile, 0.0f);
+      }
     }
   });
 }
