@@ -183,6 +183,22 @@ def _backward_formula(ctx, dout, *unused_grads):
     return (dq, dk, dv) + (None,) * (len(_FWD_ARGS) - 3)
 
 
+class _FlashAttnFunction(torch.autograd.Function):
+    """The eager path: the same kernels and formula without the custom-op dispatch, whose
+    Python overhead (tens of microseconds a call) is felt in small problems and decoding."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = fwd_impl(*inputs)
+        _setup_context(ctx, inputs, output)
+        ctx.mark_non_differentiable(output[1], output[2])
+        return output
+
+    @staticmethod
+    def backward(ctx, dout, *unused_grads):
+        return _backward_formula(ctx, dout)
+
+
 if HAS_CUSTOM_OP:
     fwd = torch.library.custom_op("flashattn::fwd", fwd_impl, mutates_args=())
     fwd.register_fake(fwd_fake)
@@ -192,19 +208,21 @@ if HAS_CUSTOM_OP:
 else:
     bwd = bwd_impl
 
-    class _FlashAttnFunction(torch.autograd.Function):
-        """Eager autograd for PyTorch < 2.4, where torch.library.custom_op does not exist."""
-
-        @staticmethod
-        def forward(ctx, *inputs):
-            output = fwd_impl(*inputs)
-            _setup_context(ctx, inputs, output)
-            ctx.mark_non_differentiable(output[1], output[2])
-            return output
-
-        @staticmethod
-        def backward(ctx, dout, *unused_grads):
-            return _backward_formula(ctx, dout)
-
     def fwd(*inputs):
         return _FlashAttnFunction.apply(*inputs)
+
+
+def _is_compiling():
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    return False
+
+
+def attention(*inputs):
+    """flashattn::fwd with autograd: the custom op when tracing (torch.compile, fake or meta
+    tensors, tensor subclasses), the direct path for plain tensors in eager mode."""
+    q = inputs[0]
+    if HAS_CUSTOM_OP and (type(q) is not torch.Tensor or _is_compiling()):
+        return fwd(*inputs)
+    return _FlashAttnFunction.apply(*inputs)

@@ -111,7 +111,7 @@ def _attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, 
     dropout_p = float(dropout_p)
     if not 0.0 <= dropout_p < 1.0 or math.isnan(dropout_p):
         raise ValueError(f"dropout_p: expected a value in [0, 1), got {dropout_p}")
-    out, softmax_lse, s_dmask = _ops.fwd(
+    out, softmax_lse, s_dmask = _ops.attention(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p,
         float(softmax_scale), bool(causal), window_left, window_right, float(softcap),
         alibi_slopes, bool(deterministic), bool(return_attn_probs), _rng_state(dropout_p))

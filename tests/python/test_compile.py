@@ -138,3 +138,15 @@ def test_compile_fullgraph_with_dropout_traces():
 def test_ops_are_registered():
     assert hasattr(torch.ops.flashattn, "fwd") and hasattr(torch.ops.flashattn, "bwd")
     assert flashattn.flash_attn_func is flash_attn_func
+
+
+def test_eager_custom_op_matches_the_direct_path():
+    args = _fwd_args(causal=True, alibi=True)
+    out_op, lse_op, _ = torch.ops.flashattn.fwd(*args)
+    out_direct, lse_direct, _ = _ops.attention(*args)
+    torch.testing.assert_close(out_op, out_direct, rtol=0, atol=0)
+    torch.testing.assert_close(lse_op, lse_direct, rtol=0, atol=0)
+    grads_op = torch.autograd.grad(out_op.sum(), args[:3])
+    grads_direct = torch.autograd.grad(out_direct.sum(), args[:3])
+    for a, b in zip(grads_op, grads_direct):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
