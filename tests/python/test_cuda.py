@@ -143,3 +143,25 @@ def test_compile_fullgraph_inference():
     torch._dynamo.reset()
     compiled = torch.compile(fn, fullgraph=True)
     torch.testing.assert_close(compiled(q, k, v), fn(q, k, v))
+
+
+def test_packed_strided_inputs_match_contiguous():
+    generator = torch.Generator().manual_seed(4)
+    qkv = torch.randn(2, 77, 3, 4, 64, generator=generator).half().cuda()
+    packed = flashattn.flash_attn_qkvpacked_func(qkv, causal=True)
+    unpacked = flash_attn_func(*[t.contiguous() for t in qkv.unbind(2)], causal=True)
+    assert torch.equal(packed, unpacked)
+
+
+@pytest.mark.skipif(not hasattr(torch.library, "opcheck"), reason="needs PyTorch >= 2.4")
+@pytest.mark.parametrize("varlen", [False, True], ids=["dense", "varlen"])
+def test_opcheck_fwd_cuda(varlen):
+    q, k, v = _qkv(2, 40, 56, 4, 2, 64, torch.bfloat16)  # no grad: the CUDA backward is to come
+    seqlens = (None, None, 0, 0)
+    if varlen:
+        q, k, v = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
+        seqlens = (torch.tensor([0, 30, 80], dtype=torch.int32, device="cuda"),
+                   torch.tensor([0, 56, 112], dtype=torch.int32, device="cuda"), 50, 56)
+    args = (q, k, v, *seqlens, 0.0, 0.125, True, -1, -1, 0.0, None, False, False,
+            torch.zeros(2, dtype=torch.int64))
+    torch.library.opcheck(torch.ops.flashattn.fwd.default, args)
