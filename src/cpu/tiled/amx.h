@@ -23,10 +23,20 @@ void amx_end_thread();
 // packed as pairs [dim_pad / 2][kKeyTile keys][2]. dim_pad is a multiple of 32.
 void amx_scores(const uint16_t* q, const uint16_t* keys_packed, int64_t dim_pad, float* s);
 
-// out[kQueryTile][dim_v_pad] (fp32, row-major) += p[kQueryTile][kKeyTile] . values, with
-// values packed as pairs [kKeyTile / 2 key pairs][dim_v_pad][2]. dim_v_pad is a multiple of 32.
-void amx_accumulate(const uint16_t* p, const uint16_t* values_packed, int64_t dim_v_pad,
-                    float* out);
+// c[rows][n] (fp32, leading dimension ldc) += a[rows][kKeyTile] . b, with a row-major and b
+// packed as pairs [kKeyTile / 2][n][2]. rows and n are multiples of 32. The forward's P.V:
+// a = P, b = the value tile, rows = kQueryTile, n = dim_v_pad.
+void amx_accumulate(const uint16_t* a, int64_t rows, const uint16_t* b_packed, int64_t n, float* c,
+                    int64_t ldc);
+
+// x[r][j] = exp(scale * x[r][j] - shifts[j]) for a [rows][kQueryTile] fp32 tile: the
+// backward's transposed P^T = exp(S^T - LSE) (shifts +inf give 0, as do x at -inf).
+void exp_columns(float* x, int64_t rows, float scale, const float* shifts);
+
+// dst = src [kKeyTile][kQueryTile] (fp32) rounded to bf16 and packed as pairs of rows:
+// element (r, j) at dst[(r / 2) * kQueryTile * 2 + j * 2 + r % 2], the b operand of
+// amx_accumulate for a product that reduces over r.
+void pack_row_pairs_bf16(const float* src, uint16_t* dst);
 
 // dst[j] = bf16(src[j]) (round to nearest even) for j < n.
 void convert_to_bf16(const float* src, int64_t n, uint16_t* dst);

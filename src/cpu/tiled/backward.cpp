@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "api/backends.h"
+#include "cpu/tiled/amx.h"
+#include "cpu/tiled/backward_amx.h"
 #include "cpu/tiled/dropout_tile.h"
 #include "cpu/tiled/kernels.h"
 #include "cpu/tiled/operands.h"
@@ -212,12 +214,24 @@ Status backward(const BackwardParams& params) {
   const Problem problem = make_problem(params);
   const Kernels& chosen = kernels();
   const int64_t count = params.batch * params.heads_kv;
+  // bf16 runs on AMX tile products where the CPU has them; everything else on fp32 tiles.
+  const bool amx = params.dtype == DType::bf16 && amx_bf16_available();
 #pragma omp parallel num_threads(thread_count(params))
   {
-    ItemBuffers buffers;
+    if (amx) {
+      amx_begin_thread();
+      AmxBackwardBuffers buffers;
 #pragma omp for schedule(dynamic)
-    for (int64_t item = 0; item < count; ++item) {
-      run_item(problem, params, chosen, item / params.heads_kv, item % params.heads_kv, buffers);
+      for (int64_t item = 0; item < count; ++item) {
+        backward_item_amx(problem, params, item / params.heads_kv, item % params.heads_kv, buffers);
+      }
+      amx_end_thread();
+    } else {
+      ItemBuffers buffers;
+#pragma omp for schedule(dynamic)
+      for (int64_t item = 0; item < count; ++item) {
+        run_item(problem, params, chosen, item / params.heads_kv, item % params.heads_kv, buffers);
+      }
     }
   }
   return Status::Ok();

@@ -221,9 +221,9 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
       for (int64_t r = 0; r < rows; ++r) {
         convert_to_bf16(scores + r * kKeyTile, cols, scratch.probs_bf16.data() + r * kKeyTile);
       }
-      amx_accumulate(scratch.probs_bf16.data(),
+      amx_accumulate(scratch.probs_bf16.data(), kQueryTile,
                      packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad, packed.dim_v_pad,
-                     out);
+                     out, packed.dim_v_pad);
     } else {
       kernels.gemm(rows, dim_v, cols, scores, kKeyTile, 1,
                    packed.values.data() + (slot + col0) * dim_v, dim_v, out, out_ld, true);

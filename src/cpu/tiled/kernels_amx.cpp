@@ -17,7 +17,10 @@
 #include <cstring>
 #include <string_view>
 
-#define FLASHATTN_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16,avx512vl")))
+#include "cpu/tiled/avx512_exp.h"
+
+#define FLASHATTN_AMX \
+  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512dq,avx512bw,avx512bf16,avx512vl,fma")))
 
 namespace flashattn::cpu_tiled {
 namespace {
@@ -97,33 +100,71 @@ FLASHATTN_AMX void amx_scores(const uint16_t* q, const uint16_t* keys_packed, in
   }
 }
 
-FLASHATTN_AMX void amx_accumulate(const uint16_t* p, const uint16_t* values_packed,
-                                  int64_t dim_v_pad, float* out) {
-  constexpr int64_t p_stride = kKeyTile * 2;  // bytes per probability row
-  const int64_t v_stride = dim_v_pad * 4;     // bytes per key pair row (dim_v_pad x 2 bf16)
-  const int64_t out_stride = dim_v_pad * 4;
-  for (int64_t row0 = 0; row0 < kQueryTile; row0 += 32) {
-    for (int64_t col0 = 0; col0 < dim_v_pad; col0 += 32) {
-      float* c = out + row0 * dim_v_pad + col0;
-      _tile_loadd(0, c, out_stride);
-      _tile_loadd(1, c + 16, out_stride);
-      _tile_loadd(2, c + 16 * dim_v_pad, out_stride);
-      _tile_loadd(3, c + 16 * dim_v_pad + 16, out_stride);
+FLASHATTN_AMX void amx_accumulate(const uint16_t* a, int64_t rows, const uint16_t* b_packed,
+                                  int64_t n, float* c, int64_t ldc) {
+  constexpr int64_t a_stride = kKeyTile * 2;  // bytes per row of a
+  const int64_t b_stride = n * 4;             // bytes per pair row of b (n x 2 bf16)
+  const int64_t c_stride = ldc * 4;
+  for (int64_t row0 = 0; row0 < rows; row0 += 32) {
+    for (int64_t col0 = 0; col0 < n; col0 += 32) {
+      float* block = c + row0 * ldc + col0;
+      _tile_loadd(0, block, c_stride);
+      _tile_loadd(1, block + 16, c_stride);
+      _tile_loadd(2, block + 16 * ldc, c_stride);
+      _tile_loadd(3, block + 16 * ldc + 16, c_stride);
       for (int64_t k0 = 0; k0 < kKeyTile; k0 += 32) {
-        _tile_loadd(4, p + row0 * kKeyTile + k0, p_stride);
-        _tile_loadd(5, p + (row0 + 16) * kKeyTile + k0, p_stride);
-        const uint16_t* b = values_packed + (k0 / 2) * dim_v_pad * 2;
-        _tile_loadd(6, b + col0 * 2, v_stride);
-        _tile_loadd(7, b + (col0 + 16) * 2, v_stride);
+        _tile_loadd(4, a + row0 * kKeyTile + k0, a_stride);
+        _tile_loadd(5, a + (row0 + 16) * kKeyTile + k0, a_stride);
+        const uint16_t* b = b_packed + (k0 / 2) * n * 2;
+        _tile_loadd(6, b + col0 * 2, b_stride);
+        _tile_loadd(7, b + (col0 + 16) * 2, b_stride);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
       }
-      _tile_stored(0, c, out_stride);
-      _tile_stored(1, c + 16, out_stride);
-      _tile_stored(2, c + 16 * dim_v_pad, out_stride);
-      _tile_stored(3, c + 16 * dim_v_pad + 16, out_stride);
+      _tile_stored(0, block, c_stride);
+      _tile_stored(1, block + 16, c_stride);
+      _tile_stored(2, block + 16 * ldc, c_stride);
+      _tile_stored(3, block + 16 * ldc + 16, c_stride);
+    }
+  }
+}
+
+FLASHATTN_AMX void exp_columns(float* x, int64_t rows, float scale, const float* shifts) {
+  static_assert(kQueryTile % 16 == 0);
+  const __m512 scale_vector = _mm512_set1_ps(scale);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = x + r * kQueryTile;
+    for (int64_t j = 0; j < kQueryTile; j += 16) {
+      const __m512 argument =
+          _mm512_fmsub_ps(scale_vector, _mm512_loadu_ps(row + j), _mm512_loadu_ps(shifts + j));
+      _mm512_storeu_ps(row + j, exp_vector(argument));
+    }
+  }
+}
+
+FLASHATTN_AMX void pack_row_pairs_bf16(const float* src, uint16_t* dst) {
+  static_assert(kKeyTile % 2 == 0 && kQueryTile % 16 == 0);
+  // Output word 2i takes lane i of the even row, word 2i+1 lane i of the odd row (which sits
+  // at 16 + i after the two rows are concatenated).
+  alignas(64) uint16_t order[32];
+  for (int i = 0; i < 16; ++i) {
+    order[2 * i] = static_cast<uint16_t>(i);
+    order[2 * i + 1] = static_cast<uint16_t>(16 + i);
+  }
+  const __m512i interleave = _mm512_load_si512(order);
+  for (int64_t pair = 0; pair < kKeyTile / 2; ++pair) {
+    const float* even = src + 2 * pair * kQueryTile;
+    const float* odd = even + kQueryTile;
+    uint16_t* out = dst + pair * kQueryTile * 2;
+    for (int64_t j = 0; j < kQueryTile; j += 16) {
+      const __m256bh even_bf16 = _mm512_cvtneps_pbh(_mm512_loadu_ps(even + j));
+      const __m256bh odd_bf16 = _mm512_cvtneps_pbh(_mm512_loadu_ps(odd + j));
+      const __m512i both =
+          _mm512_inserti64x4(_mm512_castsi256_si512(reinterpret_cast<const __m256i&>(even_bf16)),
+                             reinterpret_cast<const __m256i&>(odd_bf16), 1);
+      _mm512_storeu_si512(out + j * 2, _mm512_permutexvar_epi16(interleave, both));
     }
   }
 }
@@ -153,7 +194,9 @@ bool amx_bf16_available() {
 void amx_begin_thread() {}
 void amx_end_thread() {}
 void amx_scores(const uint16_t*, const uint16_t*, int64_t, float*) {}
-void amx_accumulate(const uint16_t*, const uint16_t*, int64_t, float*) {}
+void amx_accumulate(const uint16_t*, int64_t, const uint16_t*, int64_t, float*, int64_t) {}
+void exp_columns(float*, int64_t, float, const float*) {}
+void pack_row_pairs_bf16(const float*, uint16_t*) {}
 void convert_to_bf16(const float*, int64_t, uint16_t*) {}
 }  // namespace flashattn::cpu_tiled
 

@@ -47,6 +47,18 @@ void pack_value_tiles_bf16(const HeadRows& values, int64_t count, int64_t dim_v_
   }
 }
 
+void pack_transposed_tiles_bf16(const HeadRows& rows, int64_t count, int64_t dim_pad,
+                                uint16_t* dst) {
+  const int64_t tiles = (count + kKeyTile - 1) / kKeyTile;
+  std::fill(dst, dst + tiles * dim_pad * kKeyTile, uint16_t{0});
+  const uint16_t* base = static_cast<const uint16_t*>(rows.ref->data);
+  for (int64_t row = 0; row < count; ++row) {
+    const uint16_t* source = base + rows.offset(row);
+    uint16_t* tile = dst + (row / kKeyTile) * dim_pad * kKeyTile + row % kKeyTile;
+    for (int64_t d = 0; d < rows.dim; ++d) tile[d * kKeyTile] = source[d];
+  }
+}
+
 void gather_rows_bf16(const HeadRows& source, int64_t row0, int64_t count, int64_t rows_total,
                       int64_t dim_pad, uint16_t* dst) {
   std::fill(dst, dst + rows_total * dim_pad, uint16_t{0});

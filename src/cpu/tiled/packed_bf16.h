@@ -22,6 +22,12 @@ void pack_key_tiles_bf16(const HeadRows& keys, int64_t count, int64_t dim_pad, u
 // tile t as [kKeyTile / 2 key pairs][dim_v_pad][2]; zero padded likewise.
 void pack_value_tiles_bf16(const HeadRows& values, int64_t count, int64_t dim_v_pad, uint16_t* dst);
 
+// Transposed tiles: tile t (dim_pad * kKeyTile elements) is [dim_pad][kKeyTile], element
+// (d, c) = element (t * kKeyTile + c, d); zero padded. The a operand of amx_accumulate for
+// dQ^T += K^T dS^T in the backward.
+void pack_transposed_tiles_bf16(const HeadRows& rows, int64_t count, int64_t dim_pad,
+                                uint16_t* dst);
+
 // dst[r][d] (row length dim_pad) = element (row0 + r, d), zero for d >= dim and for rows in
 // [count, rows_total).
 void gather_rows_bf16(const HeadRows& source, int64_t row0, int64_t count, int64_t rows_total,

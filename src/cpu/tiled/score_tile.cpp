@@ -45,4 +45,37 @@ void finish_scores(const ScoreContext& context, int64_t row0, int64_t rows, int6
   }
 }
 
+bool fully_visible(const MaskSpec& mask, int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
+  // first_col and last_col grow with the row: the last row has the largest first column, the
+  // first row the smallest last column.
+  return rows > 0 && mask.first_col(row0 + rows - 1) <= col0 && mask.last_col(row0) >= col0 + cols;
+}
+
+void finish_scores_transposed(const ScoreContext& context, int64_t row0, int64_t rows, int64_t col0,
+                              int64_t cols, float* st, int64_t ld, float* capped_t) {
+  constexpr float kHidden = -std::numeric_limits<float>::infinity();
+  const bool fold = context.folds_scale();
+  const int64_t diagonal = context.mask.diagonal();
+  for (int64_t c = 0; c < cols; ++c) {
+    const int64_t col = col0 + c;
+    float* scores = st + c * ld;
+    float* capped_row = capped_t != nullptr ? capped_t + c * ld : nullptr;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = row0 + r;
+      if (!context.mask.visible(row, col)) {
+        scores[r] = kHidden;
+        continue;
+      }
+      if (fold) continue;  // the raw dot; exp applies the scale
+      const float capped_score =
+          modified_score<float>(scores[r], context.scale, context.softcap, 0.0f);
+      const float bias =
+          context.has_alibi ? alibi_bias<float>(context.alibi_slope, row, col, diagonal) : 0.0f;
+      if (capped_row != nullptr) capped_row[r] = capped_score;
+      scores[r] = capped_score + bias;
+    }
+    std::fill(scores + rows, scores + ld, kHidden);
+  }
+}
+
 }  // namespace flashattn::cpu_tiled

@@ -39,4 +39,12 @@ ColumnRange visible_columns(const MaskSpec& mask, int64_t row0, int64_t rows);
 void finish_scores(const ScoreContext& context, int64_t row0, int64_t rows, int64_t col0,
                    int64_t cols, float* s, int64_t ld, float* capped);
 
+// Whether every row of [row0, row0 + rows) sees every column of [col0, col0 + cols).
+bool fully_visible(const MaskSpec& mask, int64_t row0, int64_t rows, int64_t col0, int64_t cols);
+
+// finish_scores on a transposed tile: st[c * ld + r] holds the dot of query row0 + r and key
+// col0 + c, for c < cols, r < rows. Query columns r in [rows, ld) are set to -inf.
+void finish_scores_transposed(const ScoreContext& context, int64_t row0, int64_t rows, int64_t col0,
+                              int64_t cols, float* st, int64_t ld, float* capped_t);
+
 }  // namespace flashattn::cpu_tiled
