@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "attention_params.h"
 #include "cpu/element.h"
@@ -105,9 +106,24 @@ void restrict_to_scope(const Problem& problem, const CheckResult& scope, Attenti
 }  // namespace
 
 bool CheckResult::passed() const {
-  return !entries.empty() &&
+  return !entries.empty() && reproducible.value_or(true) &&
          std::all_of(entries.begin(), entries.end(),
                      [](const CheckEntry& entry) { return entry.comparison.passed; });
+}
+
+Status check_reproducible(const Tensors& tensors, const std::function<Status()>& run_backward,
+                          CheckResult* result) {
+  const Buffer* gradients[] = {&tensors.dq, &tensors.dk, &tensors.dv};
+  std::vector<Buffer> before;
+  for (const Buffer* gradient : gradients) before.push_back(gradient->to_host());
+  if (Status s = run_backward(); !s.ok()) return s;
+  bool same = true;
+  for (size_t i = 0; i < before.size(); ++i) {
+    const Buffer after = gradients[i]->to_host();
+    same = same && std::memcmp(before[i].data(), after.data(), after.bytes()) == 0;
+  }
+  result->reproducible = same;
+  return Status::Ok();
 }
 
 Status check_against_reference(const Problem& problem, const Tensors& host, CheckResult* result) {

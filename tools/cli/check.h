@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,8 @@ struct CheckResult {
   int64_t heads_q = 0;
   bool complete = true;
   std::vector<CheckEntry> entries;
+  // --deterministic: whether one more backward reproduced dq, dk, dv bit for bit.
+  std::optional<bool> reproducible;
   double seconds = 0;
 
   bool passed() const;
@@ -32,5 +36,9 @@ struct CheckResult {
 // `host` holds the run's inputs and outputs in host memory. Returns the reference's Status
 // when it cannot run the problem.
 Status check_against_reference(const Problem& problem, const Tensors& host, CheckResult* result);
+
+// Runs `run_backward` once more and records whether dq, dk, dv came out bitwise the same.
+Status check_reproducible(const Tensors& tensors, const std::function<Status()>& run_backward,
+                          CheckResult* result);
 
 }  // namespace flashattn::cli

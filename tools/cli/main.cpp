@@ -55,6 +55,14 @@ int run(const Problem& problem) {
 
   if (problem.check) {
     results.check.emplace();
+    if (problem.deterministic && results.backward) {
+      const BackwardParams backward_args = backward_params(problem, tensors);
+      if (Status s = check_reproducible(
+              tensors, [&] { return backward(backward_args); }, &*results.check);
+          !s.ok()) {
+        return report_error("backward", s);
+      }
+    }
     Problem checked = problem;
     checked.run_backward = results.backward.has_value();
     if (Status s = check_against_reference(checked, to_host(tensors), &*results.check); !s.ok()) {

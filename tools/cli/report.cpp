@@ -135,6 +135,8 @@ nlohmann::json check_json(const Problem& problem, const CheckResult& check) {
           {"batches", check.batches},
           {"heads_q", check.heads_q},
           {"seconds", check.seconds},
+          {"reproducible",
+           check.reproducible ? nlohmann::json(*check.reproducible) : nlohmann::json(nullptr)},
           {"entries", entries}};
 }
 
@@ -170,6 +172,10 @@ void print_report(const Problem& problem, const RunResults& results) {
                c.tolerance, c.passed ? "PASS" : "FAIL",
                c.nan_count > 0 ? fmt::format(" ({} NaN)", c.nan_count) : "");
     if (!c.passed) fmt::print("       {}\n", c.describe());
+  }
+  if (check.reproducible) {
+    fmt::print("  dq, dk, dv bitwise equal in a second backward (--deterministic)  {}\n",
+               *check.reproducible ? "PASS" : "FAIL");
   }
   fmt::print("check     {}\n", check.passed() ? "PASS" : "FAIL");
 }
