@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -24,9 +25,10 @@ using cuda::SmemTile;
 
 // Tile shape and schedule per head-dim width: kBlockM query rows per block, kBlockN keys per
 // iteration, kWarps warps along the rows. kPrefetch loads mma fragments one step ahead;
-// kEarlyKLoad issues the next K tile before the softmax rather than before P V. Both cost
-// registers, so they pay only where a warp owns one m16 tile. Measured variants are listed in
-// bench/NOTES.md; FLASHATTN_SM80_TUNE_* (a build flag) overrides one width for such runs.
+// kEarlyKLoad issues the next K tile before the softmax rather than before P V, which keeps
+// the copy's registers live across the softmax: it pays only where a warp owns one m16 tile
+// (with two, the d128 kernel spilled and lost 8%). Measured variants are in bench/NOTES.md;
+// FLASHATTN_SM80_TUNE_* (a build flag) overrides one width for such runs (bench/gpu.sh tune).
 template <int kWidth>
 struct ForwardConfig {
 #if defined(FLASHATTN_SM80_TUNE_WIDTH)
@@ -39,7 +41,7 @@ struct ForwardConfig {
   static constexpr int kBlockN = FLASHATTN_SM80_TUNED(N, 64);
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 ? 4 : 8);
   static constexpr int kMTiles = kBlockM / (16 * kWarps);  // m16 tiles per warp
-  static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, kMTiles == 1);
+  static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, true);
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
 #undef FLASHATTN_SM80_TUNED
   static constexpr int kThreads = kWarps * 32;
@@ -405,8 +407,16 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Config = ForwardConfig<kWidth>;
   using T = typename ElementOf<kDType>::type;
   auto* kernel = &forward_kernel<T, kWidth, kExtras>;
-  cudaError_t error =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSmemBytes);
+  // The shared-memory limit is a per-device function attribute: raise it once per device.
+  static std::atomic<uint64_t> raised_on_devices{0};
+  int device = 0;
+  cudaError_t error = cudaGetDevice(&device);
+  const uint64_t device_bit = device < 64 ? uint64_t{1} << device : 0;
+  if (error == cudaSuccess && (raised_on_devices.load() & device_bit) == 0) {
+    error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 Config::kSmemBytes);
+    if (error == cudaSuccess) raised_on_devices.fetch_or(device_bit);
+  }
   if (error != cudaSuccess) {
     return {StatusCode::cuda_error, std::string("cuda forward: cudaFuncSetAttribute(") +
                                         std::to_string(Config::kSmemBytes) +
