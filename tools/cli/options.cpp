@@ -67,6 +67,7 @@ std::optional<int> parse_options(int argc, char** argv, Problem* problem) {
       "times it and optionally checks it against the fp64 reference.\n"
       "Without flags: batch 2, 16 heads, seqlen 2048, head_dim 64, causal, bf16."};
   app.get_formatter()->column_width(34);
+  app.set_version_flag("--version", std::string("flashattn ") + version());
 
   Problem& p = *problem;
   int64_t seqlen = p.seqlen_q;
