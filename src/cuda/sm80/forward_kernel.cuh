@@ -29,7 +29,7 @@ using cuda::SmemTile;
 // the copy's registers live across the softmax: it pays only where a warp owns one m16 tile
 // (with two, the d128 kernel spilled and lost 8%). Measured variants are in bench/NOTES.md;
 // FLASHATTN_SM80_TUNE_* (a build flag) overrides one width for such runs (bench/gpu.sh tune).
-template <int kWidth>
+template <int kWidth, bool kExtras>
 struct ForwardConfig {
 #if defined(FLASHATTN_SM80_TUNE_WIDTH)
   static constexpr bool kTuned = kWidth == FLASHATTN_SM80_TUNE_WIDTH;
@@ -38,7 +38,8 @@ struct ForwardConfig {
 #define FLASHATTN_SM80_TUNED(name, otherwise) (otherwise)
 #endif
   static constexpr int kBlockM = FLASHATTN_SM80_TUNED(M, 128);
-  static constexpr int kBlockN = FLASHATTN_SM80_TUNED(N, 64);
+  // 128 keys a step pay for d <= 64 (d64: +6% at 16k) but spill the extras' Philox state.
+  static constexpr int kBlockN = FLASHATTN_SM80_TUNED(N, kWidth <= 64 && !kExtras ? 128 : 64);
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 ? 4 : 8);
   static constexpr int kMTiles = kBlockM / (16 * kWarps);  // m16 tiles per warp
   static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, true);
@@ -176,9 +177,9 @@ __device__ __forceinline__ void gemm_pv(AccTile<kMTiles, kDTiles>& o,
 }
 
 template <typename T, int kWidth, bool kExtras>
-__global__ void __launch_bounds__(ForwardConfig<kWidth>::kThreads, 1)
+__global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardKernelArgs args) {
-  using Config = ForwardConfig<kWidth>;
+  using Config = ForwardConfig<kWidth, kExtras>;
   constexpr int kBlockM = Config::kBlockM;
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kThreads = Config::kThreads;
@@ -404,7 +405,7 @@ struct ElementOf<DType::bf16> {
 
 template <DType kDType, int kWidth, bool kExtras>
 Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
-  using Config = ForwardConfig<kWidth>;
+  using Config = ForwardConfig<kWidth, kExtras>;
   using T = typename ElementOf<kDType>::type;
   auto* kernel = &forward_kernel<T, kWidth, kExtras>;
   // The shared-memory limit is a per-device function attribute: raise it once per device.
