@@ -16,6 +16,7 @@
 #include "cpu/reference/reference.h"
 #include "flashattn/flashattn.h"
 #include "support/attention_case.h"
+#include "support/case_builders.h"
 #include "support/checks.h"
 #include "support/host_problem.h"
 
@@ -76,63 +77,6 @@ class DeviceMirror {
   BufferPointers device_{};
   bool ok_ = true;
 };
-
-// Row shorthands, as in the CPU table.
-AttentionCase dense(DType dtype, int64_t batch, int64_t seqlen_q, int64_t seqlen_k, int64_t heads_q,
-                    int64_t heads_kv, int64_t head_dim) {
-  AttentionCase c;
-  c.dtype = dtype;
-  c.batch = batch;
-  c.seqlen_q = seqlen_q;
-  c.seqlen_k = seqlen_k;
-  c.heads_q = heads_q;
-  c.heads_kv = heads_kv;
-  c.head_dim = head_dim;
-  return c;
-}
-AttentionCase varlen(DType dtype, std::vector<std::pair<int64_t, int64_t>> lengths, int64_t heads_q,
-                     int64_t heads_kv, int64_t head_dim) {
-  AttentionCase c = dense(dtype, 1, 1, 1, heads_q, heads_kv, head_dim);
-  c.varlen = std::move(lengths);
-  return c;
-}
-AttentionCase causal(AttentionCase c) {
-  c.causal = true;
-  return c;
-}
-AttentionCase window(AttentionCase c, int64_t left, int64_t right) {
-  c.window_left = left;
-  c.window_right = right;
-  return c;
-}
-AttentionCase softcap(AttentionCase c, float cap) {
-  c.softcap = cap;
-  return c;
-}
-AttentionCase alibi(AttentionCase c, AlibiMode mode) {
-  c.alibi = mode;
-  return c;
-}
-AttentionCase dropout(AttentionCase c, float p) {
-  c.dropout_p = p;
-  return c;
-}
-AttentionCase seqused(AttentionCase c) {
-  c.use_seqused_k = true;
-  return c;
-}
-AttentionCase layout(AttentionCase c, Layout l) {
-  c.layout = l;
-  return c;
-}
-AttentionCase scale(AttentionCase c, float s) {
-  c.softmax_scale = s;
-  return c;
-}
-AttentionCase value_dim(AttentionCase c, int64_t head_dim_v) {
-  c.head_dim_v = head_dim_v;
-  return c;
-}
 
 constexpr DType f16 = DType::fp16, b16 = DType::bf16;
 
@@ -244,6 +188,10 @@ void run_and_check(const AttentionCase& row, uint64_t seed) {
   ForwardParams params = device.forward_params();
   params.backend = Backend::cuda_sm80;
   const Status status = flashattn::forward(params);
+  if (status.code() == StatusCode::unsupported &&
+      status.message().find("in this build") != std::string::npos) {
+    GTEST_SKIP() << status.message();  // a build narrowed by FLASHATTN_HDIMS / _DTYPES
+  }
   ASSERT_TRUE(status.ok()) << "forward: " << status.message();
   CUDA_ASSERT(cudaDeviceSynchronize());
   ASSERT_TRUE(device.copy_outputs_back());
