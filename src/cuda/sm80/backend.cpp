@@ -1,4 +1,13 @@
 // The cuda_sm80 backend: device checks, the choice of kernel instance, and the launch.
+//
+// Checked on the host before any launch (named errors through unsupported_reason): dtype,
+// head dims above the largest tile, instances missing from a narrowed build, grid limits,
+// compute capability below sm80, and that every pointer is device (or managed) memory of the
+// current device, aligned to its element. Any stride and any 2-byte-aligned base pointer is
+// taken: rows that allow 16-byte accesses use cp.async, the others a predicated scalar copy.
+// cu_seqlens_q/k and seqused_k stay on the device and are never read here; the kernel clamps
+// them to [0, total] and to the declared maxima, so inconsistent values give wrong rows but
+// never an out-of-bounds access.
 #include <cuda_runtime.h>
 
 #include <climits>
