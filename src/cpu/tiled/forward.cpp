@@ -133,46 +133,33 @@ struct Scratch {
 void softmax_tile(const ForwardParams& params, const Kernels& kernels, const ScoreContext& context,
                   const WorkItem& item, int64_t rows, int64_t col0, int64_t cols,
                   Scratch& scratch) {
-  constexpr float kInfinity = std::numeric_limits<float>::infinity();
   const float exp_scale = context.exp_scale();
   const bool dropout = params.dropout_p > 0.0f;
   const DropoutSpec dropout_spec = make_dropout_spec(params);
   const uint32_t batch_head = static_cast<uint32_t>(item.batch_index * params.heads_q + item.head);
   float* scores = scratch.scores.data();
+  // Without dropout the AMX product takes P straight from the softmax, in bf16.
+  uint16_t* probs_bf16 =
+      !dropout && !scratch.probs_bf16.empty() ? scratch.probs_bf16.data() : nullptr;
+  kernels.softmax_rows(scores, kKeyTile, rows, cols, exp_scale, scratch.row_max.data(),
+                       scratch.row_sum.data(), scratch.out.data(), scratch.out_ld,
+                       params.head_dim_v, probs_bf16);
+  if (!dropout) return;
+  // The softmax sums above use the undropped probabilities; only P.V sees the dropout.
   for (int64_t r = 0; r < rows; ++r) {
     float* row_scores = scores + r * kKeyTile;
-    // exp_scale > 0 commutes with the max (rounding is monotonic): no scaled copy needed.
-    const float tile_max = kernels.row_max(row_scores, cols) * exp_scale;
-    const float new_max = std::max(scratch.row_max[r], tile_max);
-    if (new_max == -kInfinity) {  // nothing visible in this row yet
-      std::fill(row_scores, row_scores + cols, 0.0f);
-      continue;
-    }
-    // 0 on the first visible tile, 1 (and no exp) while the max stands.
-    const float correction =
-        new_max == scratch.row_max[r] ? 1.0f : std::exp(scratch.row_max[r] - new_max);
-    scratch.row_sum[r] =
-        scratch.row_sum[r] * correction + kernels.exp_shifted(row_scores, cols, exp_scale, new_max);
-    scratch.row_max[r] = new_max;
-    if (correction != 1.0f) {
-      float* out_row = scratch.out.data() + r * scratch.out_ld;
-      for (int64_t d = 0; d < params.head_dim_v; ++d) out_row[d] *= correction;
-    }
-    if (dropout) {
-      // The softmax sum above uses the undropped probabilities; only P.V sees the dropout.
-      const int64_t row = item.row0 + r;
-      float* keep = scratch.keep.data();
-      dropout_factors(dropout_spec, batch_head, row, col0, cols, keep);
-      for (int64_t j = 0; j < cols; ++j) row_scores[j] *= keep[j];
-      if (params.dropout_mask != nullptr) {
-        uint8_t* mask_row =
-            params.dropout_mask +
-            (static_cast<int64_t>(batch_head) * params.seqlen_q + row) * params.seqlen_k;
-        const int64_t first = std::max(context.mask.first_col(row), col0);
-        const int64_t last = std::min(context.mask.last_col(row), col0 + cols);
-        for (int64_t col = first; col < last; ++col) {
-          mask_row[col] = keep[col - col0] != 0.0f ? 1 : 0;
-        }
+    const int64_t row = item.row0 + r;
+    float* keep = scratch.keep.data();
+    dropout_factors(dropout_spec, batch_head, row, col0, cols, keep);
+    for (int64_t j = 0; j < cols; ++j) row_scores[j] *= keep[j];
+    if (params.dropout_mask != nullptr) {
+      uint8_t* mask_row =
+          params.dropout_mask +
+          (static_cast<int64_t>(batch_head) * params.seqlen_q + row) * params.seqlen_k;
+      const int64_t first = std::max(context.mask.first_col(row), col0);
+      const int64_t last = std::min(context.mask.last_col(row), col0 + cols);
+      for (int64_t col = first; col < last; ++col) {
+        mask_row[col] = keep[col - col0] != 0.0f ? 1 : 0;
       }
     }
   }
@@ -213,13 +200,18 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
       kernels.gemm(rows, cols, dim, scratch.query.data(), dim, 1,
                    packed.keys_t.data() + (slot + col0) * dim, kKeyTile, scores, kKeyTile, false);
     }
-    finish_scores(context, item.row0, rows, col0, cols, scores, kKeyTile, nullptr);
+    if (!context.folds_scale() || !fully_visible(context.mask, item.row0, rows, col0, cols)) {
+      finish_scores(context, item.row0, rows, col0, cols, scores, kKeyTile, nullptr);
+    }
     softmax_tile(params, kernels, context, item, rows, col0, cols, scratch);
     if (packed.amx) {
-      // P goes to bf16 for the tile product (as FlashAttention-2 does on GPUs). Columns past
-      // cols keep finite values of earlier tiles; they meet the zero padding of the values.
-      for (int64_t r = 0; r < rows; ++r) {
-        convert_to_bf16(scores + r * kKeyTile, cols, scratch.probs_bf16.data() + r * kKeyTile);
+      // P goes to bf16 for the tile product (as FlashAttention-2 does on GPUs); softmax_tile
+      // wrote it already unless dropout changed it since. Columns past cols keep finite values
+      // of earlier tiles; they meet the zero padding of the values.
+      if (params.dropout_p > 0.0f) {
+        for (int64_t r = 0; r < rows; ++r) {
+          convert_to_bf16(scores + r * kKeyTile, cols, scratch.probs_bf16.data() + r * kKeyTile);
+        }
       }
       amx_accumulate(scratch.probs_bf16.data(), kQueryTile,
                      packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad, packed.dim_v_pad,

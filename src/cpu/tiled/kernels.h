@@ -23,6 +23,16 @@ struct Kernels {
   // at -inf (masked) become exactly 0; scale must be positive and shift finite. Taking the
   // softmax scale here saves the softmax a pass over the score tile.
   float (*exp_shifted)(float* x, int64_t n, float scale, float shift);
+  // One online-softmax step of FlashAttention-2 over the rows of a score tile s (leading
+  // dimension ld, columns [0, cols)): for each row r,
+  //   m' = max(row_max[r], exp_scale * max_j s[r][j]),  P = exp(exp_scale * s[r] - m'),
+  //   row_sum[r] = row_sum[r] * exp(row_max[r] - m') + sum(P),  row_max[r] = m',
+  // and the first dim_v values of out row r (leading dimension out_ld) are scaled by
+  // exp(row_max[r] - m'). P overwrites s; rows that have seen nothing visible yet (m' = -inf)
+  // get P = 0. With probs_bf16 non-null P is also written there as bf16 (leading dimension ld).
+  void (*softmax_rows)(float* s, int64_t ld, int64_t rows, int64_t cols, float exp_scale,
+                       float* row_max, float* row_sum, float* out, int64_t out_ld, int64_t dim_v,
+                       uint16_t* probs_bf16);
 };
 
 // The set for this CPU (decided once, thread-safe).

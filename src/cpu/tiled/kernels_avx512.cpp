@@ -138,10 +138,87 @@ FLASHATTN_AVX512 float exp_shifted(float* x, int64_t n, float scale, float shift
   return _mm512_reduce_add_ps(sum);
 }
 
+// Round to nearest even on the bit pattern (P is finite, so no NaN case), then keep the high
+// halves: bf16 without needing AVX512-BF16.
+FLASHATTN_AVX512 __m256i to_bf16(__m512 x) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+}
+
+// In three passes over the tile (all row maxima, then all exps, then the per-row bookkeeping)
+// rather than row by row: the rows are independent, so each pass overlaps the long
+// max -> exp -> sum dependency chains of many rows instead of waiting on one at a time.
+FLASHATTN_AVX512 void softmax_rows(float* s, int64_t ld, int64_t rows, int64_t cols,
+                                   float exp_scale, float* row_max_io, float* row_sum, float* out,
+                                   int64_t out_ld, int64_t dim_v, uint16_t* probs_bf16) {
+  constexpr int64_t kChunk = 64;
+  constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+  const __m512 minus_infinity = _mm512_set1_ps(kMinusInfinity);
+  const __m512 scale = _mm512_set1_ps(exp_scale);
+  alignas(64) float new_max[kChunk], tile_sum[kChunk], correction[kChunk];
+  for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
+    const int64_t count = rows - r0 < kChunk ? rows - r0 : kChunk;
+    for (int64_t r = 0; r < count; ++r) {
+      const float* scores = s + (r0 + r) * ld;
+      __m512 best = minus_infinity;
+      for (int64_t j = 0; j < cols; j += 16) {
+        best = _mm512_max_ps(
+            best, _mm512_mask_loadu_ps(minus_infinity, lanes_left(cols - j), scores + j));
+      }
+      const float tile_max = _mm512_reduce_max_ps(best) * exp_scale;
+      const float old_max = row_max_io[r0 + r];
+      new_max[r] = tile_max > old_max ? tile_max : old_max;
+    }
+    for (int64_t r = 0; r < count; ++r) {
+      float* scores = s + (r0 + r) * ld;
+      // A row that has seen nothing visible has only -inf scores: any finite shift gives P 0.
+      const __m512 shift = _mm512_set1_ps(new_max[r] == kMinusInfinity ? 0.0f : new_max[r]);
+      __m512 sum = _mm512_setzero_ps();
+      uint16_t* bf16_row = probs_bf16 != nullptr ? probs_bf16 + (r0 + r) * ld : nullptr;
+      for (int64_t j = 0; j < cols; j += 16) {
+        const __mmask16 lanes = lanes_left(cols - j);
+        const __m512 p = _mm512_maskz_mov_ps(
+            lanes,
+            exp_vector(_mm512_fmsub_ps(scale, _mm512_maskz_loadu_ps(lanes, scores + j), shift)));
+        _mm512_mask_storeu_ps(scores + j, lanes, p);
+        if (bf16_row != nullptr) _mm256_mask_storeu_epi16(bf16_row + j, lanes, to_bf16(p));
+        sum = _mm512_add_ps(sum, p);
+      }
+      tile_sum[r] = _mm512_reduce_add_ps(sum);
+    }
+    for (int64_t r = 0; r < count; r += 16) {
+      // exp(old - new): 1 while the max stands, 0 on the first visible tile (old -inf); rows
+      // still at -inf keep 0 / 0 and are not touched below.
+      const __mmask16 lanes = lanes_left(count - r);
+      const __m512 old_max = _mm512_mask_loadu_ps(minus_infinity, lanes, row_max_io + r0 + r);
+      const __m512 fresh = _mm512_maskz_loadu_ps(lanes, new_max + r);
+      const __mmask16 moved = _mm512_mask_cmp_ps_mask(lanes, old_max, fresh, _CMP_NEQ_UQ);
+      const __m512 factor = _mm512_mask_mov_ps(_mm512_set1_ps(1.0f), moved,
+                                               exp_vector(_mm512_sub_ps(old_max, fresh)));
+      _mm512_mask_storeu_ps(correction + r, lanes, factor);
+    }
+    for (int64_t r = 0; r < count; ++r) {
+      if (new_max[r] == kMinusInfinity) continue;
+      row_sum[r0 + r] = row_sum[r0 + r] * correction[r] + tile_sum[r];
+      row_max_io[r0 + r] = new_max[r];
+      if (correction[r] == 1.0f) continue;
+      const __m512 factor = _mm512_set1_ps(correction[r]);
+      float* out_row = out + (r0 + r) * out_ld;
+      for (int64_t d = 0; d < dim_v; d += 16) {
+        const __mmask16 lanes = lanes_left(dim_v - d);
+        _mm512_mask_storeu_ps(out_row + d, lanes,
+                              _mm512_mul_ps(factor, _mm512_maskz_loadu_ps(lanes, out_row + d)));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const Kernels* avx512_kernels() {
-  static const Kernels set{"avx512", gemm, row_max, exp_shifted};
+  static const Kernels set{"avx512", gemm, row_max, exp_shifted, softmax_rows};
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") ? &set : nullptr;
 }
