@@ -29,7 +29,8 @@ struct Kernels {
   //   row_sum[r] = row_sum[r] * exp(row_max[r] - m') + sum(P),  row_max[r] = m',
   // and the first dim_v values of out row r (leading dimension out_ld) are scaled by
   // exp(row_max[r] - m'). P overwrites s; rows that have seen nothing visible yet (m' = -inf)
-  // get P = 0. With probs_bf16 non-null P is also written there as bf16 (leading dimension ld).
+  // get P = 0. With probs_bf16 non-null P goes there instead, as bf16 (leading dimension ld),
+  // and s is left unspecified.
   void (*softmax_rows)(float* s, int64_t ld, int64_t rows, int64_t cols, float exp_scale,
                        float* row_max, float* row_sum, float* out, int64_t out_ld, int64_t dim_v,
                        uint16_t* probs_bf16);

@@ -182,8 +182,11 @@ FLASHATTN_AVX512 void softmax_rows(float* s, int64_t ld, int64_t rows, int64_t c
         const __m512 p = _mm512_maskz_mov_ps(
             lanes,
             exp_vector(_mm512_fmsub_ps(scale, _mm512_maskz_loadu_ps(lanes, scores + j), shift)));
-        _mm512_mask_storeu_ps(scores + j, lanes, p);
-        if (bf16_row != nullptr) _mm256_mask_storeu_epi16(bf16_row + j, lanes, to_bf16(p));
+        if (bf16_row != nullptr) {
+          _mm256_mask_storeu_epi16(bf16_row + j, lanes, to_bf16(p));
+        } else {
+          _mm512_mask_storeu_ps(scores + j, lanes, p);
+        }
         sum = _mm512_add_ps(sum, p);
       }
       tile_sum[r] = _mm512_reduce_add_ps(sum);

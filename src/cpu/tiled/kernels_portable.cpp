@@ -56,7 +56,7 @@ void softmax_rows(float* s, int64_t ld, int64_t rows, int64_t cols, float exp_sc
         for (int64_t d = 0; d < dim_v; ++d) out[r * out_ld + d] *= correction;
       }
     }
-    if (probs_bf16 != nullptr) {
+    if (probs_bf16 != nullptr) {  // s may keep P too: the contract leaves it unspecified
       for (int64_t j = 0; j < cols; ++j) probs_bf16[r * ld + j] = cpu::float_to_bf16(scores[j]);
     }
   }
