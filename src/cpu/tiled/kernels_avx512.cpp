@@ -8,8 +8,10 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // GCC 12 reports its own intrinsics' "undefined" pass-through operands as uninitialised when
 // they are called under a target attribute; the warnings are about the header, not this code.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <limits>
