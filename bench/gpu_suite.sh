@@ -41,7 +41,7 @@ export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
 export FLASHATTN_C_LIBRARY=$PWD/$BUILD/python/flashattn/_C.so
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-  --format=csv 2>&1 | tee "$OUT/$PREFIX-gpu.txt"
+  --format=csv 2>&1
 python3 -c "import flashattn; print('flashattn', flashattn.__version__, 'cuda:', flashattn.cuda_available())"
 
 deadline=$(( TOTAL_S - built - 45 ))
