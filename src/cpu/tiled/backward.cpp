@@ -1,10 +1,12 @@
 // FlashAttention-2 backward on the CPU: recompute P from Q, K and the saved LSE one tile at a
 // time; dK and dV accumulate per key tile, dQ in an fp32 buffer of the item.
 //
-// A work item is (batch, kv head): it owns dK and dV of that head and dQ of the query heads of
-// its group, so no two threads ever write the same gradient and every sum runs in one fixed
-// order. The result is bitwise reproducible whatever the thread count or schedule, with no
-// atomics and no reduction across threads. Scratch is O(seqlen) per thread.
+// A work item is (batch, kv head, slice of the group's query heads): it owns dQ of its query
+// heads and dK/dV of its kv head — directly when the group is one slice, as fp32 partial sums
+// added afterwards in slice order otherwise (few (batch, kv head) pairs, e.g. MQA: see
+// key_gradients.h). No two threads ever write the same gradient and every sum runs in one
+// fixed order, chosen from the problem alone: the result is bitwise reproducible whatever the
+// thread count or schedule, with no atomics. Scratch is O(seqlen) per thread.
 #include <omp.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include "cpu/tiled/backward_amx.h"
 #include "cpu/tiled/dropout_tile.h"
 #include "cpu/tiled/kernels.h"
+#include "cpu/tiled/key_gradients.h"
 #include "cpu/tiled/operands.h"
 #include "cpu/tiled/problem.h"
 #include "cpu/tiled/score_tile.h"
@@ -38,9 +41,9 @@ struct ItemBuffers {
 };
 
 void load_item(const Problem& problem, const BackwardParams& params, int64_t batch_index,
-               int64_t kv_head, ItemBuffers& buffers) {
+               int64_t kv_head, const GroupSlice& slice, ItemBuffers& buffers) {
   const Sequence& sequence = problem.sequences[static_cast<size_t>(batch_index)];
-  const int64_t dim = params.head_dim, dim_v = params.head_dim_v, group = problem.group;
+  const int64_t dim = params.head_dim, dim_v = params.head_dim_v, group = slice.count;
   const int64_t padded_keys = sequence.key_tiles() * kKeyTile;
   const int64_t len_q = sequence.len_q;
   buffers.keys_t.resize(static_cast<size_t>(padded_keys * dim));
@@ -59,7 +62,7 @@ void load_item(const Problem& problem, const BackwardParams& params, int64_t bat
   buffers.delta.resize(static_cast<size_t>(group * len_q));
   buffers.out_row.resize(static_cast<size_t>(dim_v));
   for (int64_t g = 0; g < group; ++g) {
-    const int64_t head = kv_head * group + g;
+    const int64_t head = kv_head * problem.group + slice.first + g;
     float* douts = buffers.douts.data() + g * len_q * dim_v;
     gather_rows(HeadRows{&problem, &params.q, Side::query, batch_index, head, dim}, 0, len_q,
                 buffers.queries.data() + g * len_q * dim, dim);
@@ -86,16 +89,17 @@ void load_item(const Problem& problem, const BackwardParams& params, int64_t bat
 
 // Everything one (query tile, key tile) step reads.
 struct TileStep {
-  int64_t group_index;  // query head within the kv head's group
+  int64_t group_index;  // query head within the item's slice of the group
+  int64_t head;         // that query head
   int64_t row0, rows;   // query rows
   int64_t col0, cols;   // key columns
 };
 
 void run_tile(const Problem& problem, const BackwardParams& params, const Kernels& kernels,
-              int64_t batch_index, int64_t kv_head, const TileStep& step, ItemBuffers& buffers) {
+              int64_t batch_index, const TileStep& step, ItemBuffers& buffers) {
   const Sequence& sequence = problem.sequences[static_cast<size_t>(batch_index)];
   const int64_t dim = params.head_dim, dim_v = params.head_dim_v, len_q = sequence.len_q;
-  const int64_t head = kv_head * problem.group + step.group_index;
+  const int64_t head = step.head;
   const ScoreContext context{problem.mask(sequence), params.softmax_scale, params.softcap,
                              problem.alibi_slope(batch_index, head),
                              params.alibi_slopes != nullptr};
@@ -173,65 +177,111 @@ void run_tile(const Problem& problem, const BackwardParams& params, const Kernel
 }
 
 void run_item(const Problem& problem, const BackwardParams& params, const Kernels& kernels,
-              int64_t batch_index, int64_t kv_head, ItemBuffers& buffers) {
+              int64_t batch_index, int64_t kv_head, const GroupSlice& slice,
+              const KeyGradientSink& sink, ItemBuffers& buffers) {
   const Sequence& sequence = problem.sequences[static_cast<size_t>(batch_index)];
-  const int64_t dim = params.head_dim, dim_v = params.head_dim_v;
-  load_item(problem, params, batch_index, kv_head, buffers);
+  const int64_t dim = params.head_dim;
+  load_item(problem, params, batch_index, kv_head, slice, buffers);
   const MaskSpec mask = problem.mask(sequence);
-  const HeadRows dk_rows{&problem, &params.dk, Side::key, batch_index, kv_head, dim};
-  const HeadRows dv_rows{&problem, &params.dv, Side::key, batch_index, kv_head, dim_v};
   for (int64_t col0 = 0; col0 < sequence.used_k; col0 += kKeyTile) {
     const int64_t cols = std::min(kKeyTile, sequence.used_k - col0);
     std::fill(buffers.dk.begin(), buffers.dk.end(), 0.0f);
     std::fill(buffers.dv.begin(), buffers.dv.end(), 0.0f);
-    for (int64_t g = 0; g < problem.group; ++g) {
+    for (int64_t g = 0; g < slice.count; ++g) {
+      const int64_t head = kv_head * problem.group + slice.first + g;
       for (int64_t row0 = 0; row0 < sequence.len_q; row0 += kQueryTile) {
         const int64_t rows = std::min(kQueryTile, sequence.len_q - row0);
         const ColumnRange visible = visible_columns(mask, row0, rows);
         if (visible.first >= visible.last || visible.last <= col0 || visible.first >= col0 + cols) {
           continue;  // no row of this query tile sees a key of this key tile
         }
-        run_tile(problem, params, kernels, batch_index, kv_head,
-                 TileStep{g, row0, rows, col0, cols}, buffers);
+        run_tile(problem, params, kernels, batch_index, TileStep{g, head, row0, rows, col0, cols},
+                 buffers);
       }
     }
-    scatter_rows(dk_rows, col0, cols, buffers.dk.data(), dim);
-    scatter_rows(dv_rows, col0, cols, buffers.dv.data(), dim_v);
+    sink.store_tile(col0, cols, buffers.dk.data(), dim, buffers.dv.data(), params.head_dim_v);
   }
-  // Keys past seqused_k take no part: their gradient is 0.
-  zero_rows(dk_rows, sequence.used_k, sequence.len_k - sequence.used_k);
-  zero_rows(dv_rows, sequence.used_k, sequence.len_k - sequence.used_k);
-  for (int64_t g = 0; g < problem.group; ++g) {
-    scatter_rows(
-        HeadRows{&problem, &params.dq, Side::query, batch_index, kv_head * problem.group + g, dim},
-        0, sequence.len_q, buffers.dqs.data() + g * sequence.len_q * dim, dim);
+  sink.finish(sequence);
+  for (int64_t g = 0; g < slice.count; ++g) {
+    scatter_rows(HeadRows{&problem, &params.dq, Side::query, batch_index,
+                          kv_head * problem.group + slice.first + g, dim},
+                 0, sequence.len_q, buffers.dqs.data() + g * sequence.len_q * dim, dim);
   }
 }
+
+// One (batch, kv head, group slice) of the backward.
+struct WorkItem {
+  int64_t batch_index;
+  int64_t kv_head;
+  GroupSlice slice;
+};
 
 }  // namespace
 
 Status backward(const BackwardParams& params) {
   const Problem problem = make_problem(params);
   const Kernels& chosen = kernels();
-  const int64_t count = params.batch * params.heads_kv;
+  const int64_t slices = group_slices(params, problem.group);
+  const int64_t pairs = params.batch * params.heads_kv;
+  std::vector<WorkItem> items;
+  for (int64_t pair = 0; pair < pairs; ++pair) {
+    for (int64_t slice = 0; slice < slices; ++slice) {
+      items.push_back(WorkItem{pair / params.heads_kv, pair % params.heads_kv,
+                               group_slice(problem.group, slices, slice)});
+    }
+  }
+  // Sliced groups: per-item fp32 partial dK / dV (O(seqlen_k) each), summed below.
+  std::vector<std::vector<float>> partial_dk(slices > 1 ? items.size() : 0);
+  std::vector<std::vector<float>> partial_dv(partial_dk.size());
+  const int64_t count = static_cast<int64_t>(items.size());
+  const int threads = thread_count(params);
   // bf16 runs on AMX tile products where the CPU has them; everything else on fp32 tiles.
   const bool amx = params.dtype == DType::bf16 && amx_bf16_available();
-#pragma omp parallel num_threads(thread_count(params))
+#pragma omp parallel num_threads(threads)
   {
-    if (amx) {
-      amx_begin_thread();
-      AmxBackwardBuffers buffers;
+    ItemBuffers buffers;
+    AmxBackwardBuffers amx_buffers;
+    if (amx) amx_begin_thread();
 #pragma omp for schedule(dynamic)
-      for (int64_t item = 0; item < count; ++item) {
-        backward_item_amx(problem, params, item / params.heads_kv, item % params.heads_kv, buffers);
+    for (int64_t index = 0; index < count; ++index) {
+      const WorkItem& item = items[static_cast<size_t>(index)];
+      const Sequence& sequence = problem.sequences[static_cast<size_t>(item.batch_index)];
+      KeyGradientSink sink{HeadRows{&problem, &params.dk, Side::key, item.batch_index, item.kv_head,
+                                    params.head_dim},
+                           HeadRows{&problem, &params.dv, Side::key, item.batch_index, item.kv_head,
+                                    params.head_dim_v}};
+      if (slices > 1) {
+        std::vector<float>& dk = partial_dk[static_cast<size_t>(index)];
+        std::vector<float>& dv = partial_dv[static_cast<size_t>(index)];
+        dk.assign(static_cast<size_t>(sequence.used_k * params.head_dim), 0.0f);
+        dv.assign(static_cast<size_t>(sequence.used_k * params.head_dim_v), 0.0f);
+        sink.partial = true;
+        sink.partial_dk = dk.data();
+        sink.partial_dv = dv.data();
       }
-      amx_end_thread();
-    } else {
-      ItemBuffers buffers;
-#pragma omp for schedule(dynamic)
-      for (int64_t item = 0; item < count; ++item) {
-        run_item(problem, params, chosen, item / params.heads_kv, item % params.heads_kv, buffers);
+      if (amx) {
+        backward_item_amx(problem, params, item.batch_index, item.kv_head, item.slice, sink,
+                          amx_buffers);
+      } else {
+        run_item(problem, params, chosen, item.batch_index, item.kv_head, item.slice, sink,
+                 buffers);
       }
+    }
+    if (amx) amx_end_thread();
+  }
+  if (slices > 1) {
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+    for (int64_t pair = 0; pair < pairs; ++pair) {
+      const int64_t batch_index = pair / params.heads_kv, kv_head = pair % params.heads_kv;
+      std::vector<const float*> dk_parts, dv_parts;
+      for (int64_t slice = 0; slice < slices; ++slice) {
+        dk_parts.push_back(partial_dk[static_cast<size_t>(pair * slices + slice)].data());
+        dv_parts.push_back(partial_dv[static_cast<size_t>(pair * slices + slice)].data());
+      }
+      sum_slices(
+          problem.sequences[static_cast<size_t>(batch_index)], dk_parts, dv_parts,
+          HeadRows{&problem, &params.dk, Side::key, batch_index, kv_head, params.head_dim},
+          HeadRows{&problem, &params.dv, Side::key, batch_index, kv_head, params.head_dim_v});
     }
   }
   return Status::Ok();

@@ -23,7 +23,9 @@ namespace {
 static_assert(kQueryTile == kKeyTile, "the transposed tiles swap the two tile sizes");
 
 struct Dims {
-  int64_t dim, dim_v, dim_pad, dim_v_pad, group, len_q, padded_q, padded_k;
+  int64_t dim, dim_v, dim_pad, dim_v_pad, len_q, padded_q, padded_k;
+  int64_t group;       // query heads of the item: its slice of the group
+  int64_t first_head;  // kv_head * (heads_q / heads_kv) + the slice's first head
 };
 
 void load_item(const Problem& problem, const BackwardParams& params, int64_t batch_index,
@@ -52,7 +54,7 @@ void load_item(const Problem& problem, const BackwardParams& params, int64_t bat
   std::vector<float>& dout_row = buffers.dq_rows;  // scratch for one dout row here
   dout_row.resize(static_cast<size_t>(std::max(dims.dim_v, dims.dim)));
   for (int64_t g = 0; g < dims.group; ++g) {
-    const int64_t head = kv_head * dims.group + g;
+    const int64_t head = dims.first_head + g;
     const HeadRows q_rows{&problem, &params.q, Side::query, batch_index, head, dims.dim};
     const HeadRows dout_rows{&problem, &params.dout, Side::query, batch_index, head, dims.dim_v};
     const HeadRows out_rows{&problem, &params.out, Side::query, batch_index, head, dims.dim_v};
@@ -88,11 +90,11 @@ void load_item(const Problem& problem, const BackwardParams& params, int64_t bat
 }
 
 // One (query tile, key tile) step of query head `g` of the group.
-void run_tile(const Problem& problem, const BackwardParams& params, int64_t batch_index,
-              int64_t kv_head, int64_t g, int64_t row0, int64_t rows, int64_t col0, int64_t cols,
-              const Dims& dims, AmxBackwardBuffers& buffers) {
+void run_tile(const Problem& problem, const BackwardParams& params, int64_t batch_index, int64_t g,
+              int64_t row0, int64_t rows, int64_t col0, int64_t cols, const Dims& dims,
+              AmxBackwardBuffers& buffers) {
   const Sequence& sequence = problem.sequences[static_cast<size_t>(batch_index)];
-  const int64_t head = kv_head * dims.group + g;
+  const int64_t head = dims.first_head + g;
   const ScoreContext context{problem.mask(sequence), params.softmax_scale, params.softcap,
                              problem.alibi_slope(batch_index, head),
                              params.alibi_slopes != nullptr};
@@ -176,22 +178,22 @@ void run_tile(const Problem& problem, const BackwardParams& params, int64_t batc
 }  // namespace
 
 void backward_item_amx(const Problem& problem, const BackwardParams& params, int64_t batch_index,
-                       int64_t kv_head, AmxBackwardBuffers& buffers) {
+                       int64_t kv_head, const GroupSlice& slice, const KeyGradientSink& sink,
+                       AmxBackwardBuffers& buffers) {
   const Sequence& sequence = problem.sequences[static_cast<size_t>(batch_index)];
   Dims dims;
   dims.dim = params.head_dim;
   dims.dim_v = params.head_dim_v;
   dims.dim_pad = padded_dim(dims.dim);
   dims.dim_v_pad = padded_dim(dims.dim_v);
-  dims.group = problem.group;
+  dims.group = slice.count;
+  dims.first_head = kv_head * problem.group + slice.first;
   dims.len_q = sequence.len_q;
   dims.padded_q = (sequence.len_q + kQueryTile - 1) / kQueryTile * kQueryTile;
   dims.padded_k = sequence.key_tiles() * kKeyTile;
   load_item(problem, params, batch_index, kv_head, dims, buffers);
 
   const MaskSpec mask = problem.mask(sequence);
-  const HeadRows dk_rows{&problem, &params.dk, Side::key, batch_index, kv_head, dims.dim};
-  const HeadRows dv_rows{&problem, &params.dv, Side::key, batch_index, kv_head, dims.dim_v};
   for (int64_t col0 = 0; col0 < sequence.used_k; col0 += kKeyTile) {
     const int64_t cols = std::min(kKeyTile, sequence.used_k - col0);
     std::fill(buffers.dk.begin(), buffers.dk.end(), 0.0f);
@@ -203,15 +205,12 @@ void backward_item_amx(const Problem& problem, const BackwardParams& params, int
         if (visible.first >= visible.last || visible.last <= col0 || visible.first >= col0 + cols) {
           continue;  // no row of this query tile sees a key of this key tile
         }
-        run_tile(problem, params, batch_index, kv_head, g, row0, rows, col0, cols, dims, buffers);
+        run_tile(problem, params, batch_index, g, row0, rows, col0, cols, dims, buffers);
       }
     }
-    scatter_rows(dk_rows, col0, cols, buffers.dk.data(), dims.dim_pad);
-    scatter_rows(dv_rows, col0, cols, buffers.dv.data(), dims.dim_v_pad);
+    sink.store_tile(col0, cols, buffers.dk.data(), dims.dim_pad, buffers.dv.data(), dims.dim_v_pad);
   }
-  // Keys past seqused_k take no part: their gradient is 0.
-  zero_rows(dk_rows, sequence.used_k, sequence.len_k - sequence.used_k);
-  zero_rows(dv_rows, sequence.used_k, sequence.len_k - sequence.used_k);
+  sink.finish(sequence);
   // dQ^T back to rows.
   buffers.dq_rows.resize(static_cast<size_t>(dims.len_q * dims.dim));
   for (int64_t g = 0; g < dims.group; ++g) {
@@ -221,9 +220,9 @@ void backward_item_amx(const Problem& problem, const BackwardParams& params, int
         buffers.dq_rows[row * dims.dim + d] = dq_t[d * dims.padded_q + row];
       }
     }
-    scatter_rows(HeadRows{&problem, &params.dq, Side::query, batch_index, kv_head * dims.group + g,
-                          dims.dim},
-                 0, dims.len_q, buffers.dq_rows.data(), dims.dim);
+    scatter_rows(
+        HeadRows{&problem, &params.dq, Side::query, batch_index, dims.first_head + g, dims.dim}, 0,
+        dims.len_q, buffers.dq_rows.data(), dims.dim);
   }
 }
 
