@@ -387,9 +387,9 @@ def run_case(case, impls, args, timer, ceiling, cache, generator):
                 continue
             flops = fwd_flops * FLOP_FACTOR[mode]
             tflops = flops / ms / 1e9
-            record(impl, mode, "ok", ms=round(ms, 4), ms_min=round(fastest, 4),
-                   ms_max=round(slowest, 4), iters=args.iters, tflops=round(tflops, 2),
-                   frac_gemm=round(tflops / peak, 4) if peak else None,
+            record(impl, mode, "ok", ms=float(f"{ms:.5g}"), ms_min=float(f"{fastest:.5g}"),
+                   ms_max=float(f"{slowest:.5g}"), iters=args.iters, tflops=float(f"{tflops:.4g}"),
+                   frac_gemm=float(f"{tflops / peak:.4g}") if peak else None,
                    rel_err=err, reference=ref_name, flops=flops)
     del sets, outputs
     return records
