@@ -4,7 +4,8 @@
 // shapes of the CPU target in bench/NOTES.md, reporting TFLOP/s as FlashAttention-2 counts
 // them (forward 4*b*h*sq*sk*d, half for causal; backward 2.5x the forward). BM_ForwardMemory:
 // one head of head_dim 64 at long seqlens, one iteration, for peak-RSS measurements
-// (bench/cpu_memory.sh). Threads: FLASHATTN_BENCH_THREADS (default 2, the CI machine's cores).
+// (bench/cpu_memory.sh). BM_BackwardMqa: the backward of an MQA problem. Threads:
+// FLASHATTN_BENCH_THREADS (default 2, the CI machine's cores).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -54,28 +55,32 @@ struct Problem {
   std::vector<uint16_t> q, k, v, out, dout, dq, dk, dv;
   std::vector<float> lse;
 
-  Problem(DType dtype, int64_t heads, int64_t seqlen, int64_t dim, bool causal) {
+  Problem(DType dtype, int64_t heads, int64_t seqlen, int64_t dim, bool causal,
+          int64_t heads_kv = 0) {
+    if (heads_kv == 0) heads_kv = heads;
     args.dtype = dtype;
     args.batch = 1;
     args.seqlen_q = args.seqlen_k = seqlen;
-    args.heads_q = args.heads_kv = heads;
+    args.heads_q = heads;
+    args.heads_kv = heads_kv;
     args.head_dim = dim;
     args.causal = causal;
     args.backend = flashattn::Backend::cpu_tiled;
     args.num_threads = bench_threads();
     const int64_t elements = seqlen * heads * dim;
+    const int64_t kv_elements = seqlen * heads_kv * dim;
     q = random_tensor(elements, dtype, 1);
-    k = random_tensor(elements, dtype, 2);
-    v = random_tensor(elements, dtype, 3);
+    k = random_tensor(kv_elements, dtype, 2);
+    v = random_tensor(kv_elements, dtype, 3);
     dout = random_tensor(elements, dtype, 4);
     out.resize(q.size());
     dq.resize(q.size());
-    dk.resize(q.size());
-    dv.resize(q.size());
+    dk.resize(k.size());
+    dv.resize(v.size());
     lse.resize(static_cast<size_t>(heads * seqlen));
     args.q = dense_ref(q.data(), seqlen, heads, dim);
-    args.k = dense_ref(k.data(), seqlen, heads, dim);
-    args.v = dense_ref(v.data(), seqlen, heads, dim);
+    args.k = dense_ref(k.data(), seqlen, heads_kv, dim);
+    args.v = dense_ref(v.data(), seqlen, heads_kv, dim);
   }
 
   flashattn::ForwardParams forward_params() {
@@ -94,8 +99,8 @@ struct Problem {
     params.dout = dense_ref(dout.data(), s, h, d);
     params.lse.data = lse.data();
     params.dq = dense_ref(dq.data(), s, h, d);
-    params.dk = dense_ref(dk.data(), s, h, d);
-    params.dv = dense_ref(dv.data(), s, h, d);
+    params.dk = dense_ref(dk.data(), s, args.heads_kv, d);
+    params.dv = dense_ref(dv.data(), s, args.heads_kv, d);
     params.deterministic = true;
     return params;
   }
@@ -145,6 +150,22 @@ void BM_Backward(benchmark::State& state) {
   set_label(state, problem);
 }
 
+// Args: dtype, seqlen. MQA (8 query heads, one kv head), head_dim 64: the backward's work
+// items are then slices of the group rather than (batch, kv head) pairs.
+void BM_BackwardMqa(benchmark::State& state) {
+  Problem problem(dtype_of(state.range(0)), 8, state.range(1), 64, false, 1);
+  const flashattn::Status forward_status = flashattn::forward(problem.forward_params());
+  if (!forward_status.ok()) state.SkipWithError(forward_status.message().c_str());
+  const flashattn::BackwardParams params = problem.backward_params();
+  for (auto _ : state) {
+    const flashattn::Status status = flashattn::backward(params);
+    if (!status.ok()) state.SkipWithError(status.message().c_str());
+  }
+  state.counters["TFLOP/s"] = benchmark::Counter(2.5 * problem.forward_flops() * 1e-12,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  set_label(state, problem);
+}
+
 // Arg: seqlen. One head, head_dim 64, fp32, one iteration: the process's peak RSS is then
 // the inputs plus whatever the forward allocates.
 void BM_ForwardMemory(benchmark::State& state) {
@@ -171,6 +192,12 @@ void target_shapes(benchmark::internal::Benchmark* bench) {
 
 BENCHMARK(BM_Forward)->Apply(target_shapes);
 BENCHMARK(BM_Backward)->Apply(target_shapes);
+BENCHMARK(BM_BackwardMqa)
+    ->ArgNames({"dtype", "seqlen"})
+    ->Args({0, 2048})
+    ->Args({1, 2048})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_ForwardMemory)
     ->ArgName("seqlen")
     ->Arg(8192)
