@@ -10,7 +10,9 @@ mode (the CUDA backward today) its records say "unsupported" and the gradients o
 peer that runs are the reference instead.
 
 Timing: CUDA events around each call (perf_counter on the CPU), warm-up, median of --iters,
-input sets rotated so that the cache does not hold them. FLOPs as FlashAttention-2 counts them:
+input sets rotated so that the cache does not hold them. A forward is one call between two
+events, so host time (dispatch, wrappers) counts at short sizes; a backward is timed after an
+untimed forward, which is still running when the backward is issued, so host time is hidden. FLOPs as FlashAttention-2 counts them:
 forward 4*b*h*sq*sk*d, half for causal, backward 2.5x, forward+backward 3.5x; varlen sums over
 sequences. The GEMM and copy ceilings are measured in the same run; each result is also given
 as a fraction of the GEMM ceiling.
