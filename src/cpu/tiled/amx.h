@@ -19,15 +19,16 @@ bool amx_bf16_available();
 void amx_begin_thread();
 void amx_end_thread();
 
-// s[kQueryTile][kKeyTile] (fp32, row-major) = q[kQueryTile][dim_pad] . keys^T, with keys
-// packed as pairs [dim_pad / 2][kKeyTile keys][2]. dim_pad is a multiple of 32.
-void amx_scores(const uint16_t* q, const uint16_t* keys_packed, int64_t dim_pad, float* s);
+// s[kQueryTile][kKeyTile] (fp32, leading dimension s_ld) = q[kQueryTile][dim_pad] . keys^T,
+// with keys packed as pairs [dim_pad / 2][kKeyTile keys][2]. dim_pad is a multiple of 32.
+void amx_scores(const uint16_t* q, const uint16_t* keys_packed, int64_t dim_pad, float* s,
+                int64_t s_ld);
 
-// c[rows][n] (fp32, leading dimension ldc) += a[rows][kKeyTile] . b, with a row-major and b
-// packed as pairs [kKeyTile / 2][n][2]. rows and n are multiples of 32. The forward's P.V:
-// a = P, b = the value tile, rows = kQueryTile, n = dim_v_pad.
-void amx_accumulate(const uint16_t* a, int64_t rows, const uint16_t* b_packed, int64_t n, float* c,
-                    int64_t ldc);
+// c[rows][n] (fp32, leading dimension ldc) += a[rows][depth] . b, with a row-major (rows of
+// length depth) and b packed as pairs [depth / 2][n][2]. rows, depth and n are multiples of
+// 32. The forward's P.V: a = P, b = value tiles, rows = kQueryTile, depth = keys, n = dim_v_pad.
+void amx_accumulate(const uint16_t* a, int64_t rows, int64_t depth, const uint16_t* b_packed,
+                    int64_t n, float* c, int64_t ldc);
 
 // x[r][j] = exp(scale * x[r][j] - shifts[j]) for a [rows][kQueryTile] fp32 tile: the
 // backward's transposed P^T = exp(S^T - LSE) (shifts +inf give 0, as do x at -inf).

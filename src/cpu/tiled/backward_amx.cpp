@@ -109,7 +109,7 @@ void run_tile(const Problem& problem, const BackwardParams& params, int64_t batc
 
   // P^T = exp(S^T - LSE), S^T = K Q^T.
   amx_scores(buffers.keys.data() + col0 * dims.dim_pad,
-             buffers.q_by_dim.data() + (g * g_q + row0) * dims.dim_pad, dims.dim_pad, probs_t);
+             buffers.q_by_dim.data() + (g * g_q + row0) * dims.dim_pad, dims.dim_pad, probs_t, ld);
   if (!context.folds_scale() || !fully_visible(context.mask, row0, rows, col0, cols)) {
     finish_scores_transposed(context, row0, rows, col0, cols, probs_t, ld,
                              softcap ? buffers.capped_t.data() : nullptr);
@@ -136,13 +136,13 @@ void run_tile(const Problem& problem, const BackwardParams& params, int64_t batc
     convert_to_bf16(probs_t, kKeyTile * ld, buffers.probs_bf16.data());
   }
   // dV += P_dropped^T dO.
-  amx_accumulate(buffers.probs_bf16.data(), kKeyTile,
+  amx_accumulate(buffers.probs_bf16.data(), kKeyTile, kQueryTile,
                  buffers.dout_by_row.data() + (g * g_q + row0) * dims.dim_v_pad, dims.dim_v_pad,
                  buffers.dv.data(), dims.dim_v_pad);
   // dP^T = V dO^T; dS^T = P^T * (dP^T * keep - D) * d(score)/d(dot).
   amx_scores(buffers.values.data() + col0 * dims.dim_v_pad,
              buffers.dout_by_dim.data() + (g * g_q + row0) * dims.dim_v_pad, dims.dim_v_pad,
-             dprobs_t);
+             dprobs_t, ld);
   for (int64_t c = 0; c < kKeyTile; ++c) {
     float* dscores = dprobs_t + c * ld;
     const float* p = probs_t + c * ld;
@@ -166,11 +166,11 @@ void run_tile(const Problem& problem, const BackwardParams& params, int64_t batc
   }
   // dK += dS^T Q and dQ^T += K^T dS^T.
   convert_to_bf16(dprobs_t, kKeyTile * ld, buffers.dscores_bf16.data());
-  amx_accumulate(buffers.dscores_bf16.data(), kKeyTile,
+  amx_accumulate(buffers.dscores_bf16.data(), kKeyTile, kQueryTile,
                  buffers.q_by_row.data() + (g * g_q + row0) * dims.dim_pad, dims.dim_pad,
                  buffers.dk.data(), dims.dim_pad);
   pack_row_pairs_bf16(dprobs_t, buffers.dscores_pairs.data());
-  amx_accumulate(buffers.keys_t.data() + col0 * dims.dim_pad, dims.dim_pad,
+  amx_accumulate(buffers.keys_t.data() + col0 * dims.dim_pad, dims.dim_pad, kKeyTile,
                  buffers.dscores_pairs.data(), kQueryTile,
                  buffers.dq_t.data() + g * dims.dim_pad * g_q + row0, g_q);
 }

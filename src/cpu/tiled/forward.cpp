@@ -110,21 +110,25 @@ std::vector<WorkItem> work_items(const Problem& problem, const ForwardParams& pa
 }
 
 // Per-thread tiles of one query tile. out has out_ld columns: head_dim_v, or dim_v_pad for the
-// AMX products (which also need the query and the probabilities in bf16).
+// AMX products (which also need the query and the probabilities in bf16). The AMX path takes
+// two key tiles per step (score_ld 2 * kKeyTile): one more P.V product per load and store of
+// the output tiles and half the softmax bookkeeping per key.
 struct Scratch {
   int64_t out_ld;
+  int64_t score_ld;
   std::vector<float> query, scores, out, row_max, row_sum, keep;
   std::vector<uint16_t> query_bf16, probs_bf16;
   Scratch(const PackedKeys& packed, int64_t dim, int64_t dim_v)
       : out_ld(packed.amx ? packed.dim_v_pad : dim_v),
+        score_ld(packed.amx ? 2 * kKeyTile : kKeyTile),
         query(packed.amx ? 0 : kQueryTile * dim),
-        scores(kQueryTile * kKeyTile),
+        scores(kQueryTile * score_ld),
         out(kQueryTile * out_ld),
         row_max(kQueryTile),
         row_sum(kQueryTile),
-        keep(kKeyTile),
+        keep(score_ld),
         query_bf16(packed.amx ? kQueryTile * packed.dim_pad : 0),
-        probs_bf16(packed.amx ? kQueryTile * kKeyTile : 0) {}
+        probs_bf16(packed.amx ? kQueryTile * score_ld : 0) {}
 };
 
 // Online softmax over one score tile (FlashAttention-2): updates the running max and sum of
@@ -141,13 +145,13 @@ void softmax_tile(const ForwardParams& params, const Kernels& kernels, const Sco
   // Without dropout the AMX product takes P straight from the softmax, in bf16.
   uint16_t* probs_bf16 =
       !dropout && !scratch.probs_bf16.empty() ? scratch.probs_bf16.data() : nullptr;
-  kernels.softmax_rows(scores, kKeyTile, rows, cols, exp_scale, scratch.row_max.data(),
+  kernels.softmax_rows(scores, scratch.score_ld, rows, cols, exp_scale, scratch.row_max.data(),
                        scratch.row_sum.data(), scratch.out.data(), scratch.out_ld,
                        params.head_dim_v, probs_bf16);
   if (!dropout) return;
   // The softmax sums above use the undropped probabilities; only P.V sees the dropout.
   for (int64_t r = 0; r < rows; ++r) {
-    float* row_scores = scores + r * kKeyTile;
+    float* row_scores = scores + r * scratch.score_ld;
     const int64_t row = item.row0 + r;
     float* keep = scratch.keep.data();
     dropout_factors(dropout_spec, batch_head, row, col0, cols, keep);
@@ -191,34 +195,54 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
 
   const int64_t slot = packed.slot(problem, item.batch_index, kv_head);
   const ColumnRange visible = visible_columns(context.mask, item.row0, rows);
-  for (int64_t col0 = visible.first / kKeyTile * kKeyTile; col0 < visible.last; col0 += kKeyTile) {
-    const int64_t cols = std::min(kKeyTile, sequence.used_k - col0);
+  const int64_t ld = scratch.score_ld;
+  const int64_t step = ld;  // keys per step: one key tile, two with AMX
+  const int64_t key_end = sequence.key_tiles() * kKeyTile;
+  for (int64_t col0 = visible.first / kKeyTile * kKeyTile; col0 < visible.last; col0 += step) {
+    const int64_t cols = std::min(step, sequence.used_k - col0);
     if (packed.amx) {
-      amx_scores(scratch.query_bf16.data(),
-                 packed.keys_bf16.data() + (slot + col0) * packed.dim_pad, packed.dim_pad, scores);
+      // Both tiles' keys are packed one after the other; the second may not exist at the end.
+      const int64_t keys = std::min(step, key_end - col0);
+      for (int64_t tile = 0; tile * kKeyTile < keys; ++tile) {
+        amx_scores(scratch.query_bf16.data(),
+                   packed.keys_bf16.data() + (slot + col0 + tile * kKeyTile) * packed.dim_pad,
+                   packed.dim_pad, scores + tile * kKeyTile, ld);
+      }
     } else {
       kernels.gemm(rows, cols, dim, scratch.query.data(), dim, 1,
-                   packed.keys_t.data() + (slot + col0) * dim, kKeyTile, scores, kKeyTile, false);
+                   packed.keys_t.data() + (slot + col0) * dim, kKeyTile, scores, ld, false);
     }
     if (!context.folds_scale() || !fully_visible(context.mask, item.row0, rows, col0, cols)) {
-      finish_scores(context, item.row0, rows, col0, cols, scores, kKeyTile, nullptr);
+      finish_scores(context, item.row0, rows, col0, cols, scores, ld, nullptr);
     }
     softmax_tile(params, kernels, context, item, rows, col0, cols, scratch);
     if (packed.amx) {
       // P goes to bf16 for the tile product (as FlashAttention-2 does on GPUs); softmax_tile
       // wrote it already unless dropout changed it since. Columns past cols keep finite values
-      // of earlier tiles; they meet the zero padding of the values.
+      // of earlier steps; they meet the zero padding of the values.
       if (params.dropout_p > 0.0f) {
         for (int64_t r = 0; r < rows; ++r) {
-          convert_to_bf16(scores + r * kKeyTile, cols, scratch.probs_bf16.data() + r * kKeyTile);
+          convert_to_bf16(scores + r * ld, cols, scratch.probs_bf16.data() + r * ld);
         }
       }
-      amx_accumulate(scratch.probs_bf16.data(), kQueryTile,
-                     packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad, packed.dim_v_pad,
-                     out, packed.dim_v_pad);
+      const int64_t keys = std::min(step, key_end - col0);
+      if (keys == ld) {
+        amx_accumulate(scratch.probs_bf16.data(), kQueryTile, ld,
+                       packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad,
+                       packed.dim_v_pad, out, packed.dim_v_pad);
+      } else {
+        // One tile left: its probabilities are the first kKeyTile columns of each row.
+        for (int64_t r = 0; r < kQueryTile; ++r) {
+          std::copy_n(scratch.probs_bf16.data() + r * ld, kKeyTile,
+                      scratch.probs_bf16.data() + r * kKeyTile);
+        }
+        amx_accumulate(scratch.probs_bf16.data(), kQueryTile, kKeyTile,
+                       packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad,
+                       packed.dim_v_pad, out, packed.dim_v_pad);
+      }
     } else {
-      kernels.gemm(rows, dim_v, cols, scores, kKeyTile, 1,
-                   packed.values.data() + (slot + col0) * dim_v, dim_v, out, out_ld, true);
+      kernels.gemm(rows, dim_v, cols, scores, ld, 1, packed.values.data() + (slot + col0) * dim_v,
+                   dim_v, out, out_ld, true);
     }
   }
 

@@ -71,10 +71,10 @@ FLASHATTN_AMX void amx_end_thread() {
 }
 
 FLASHATTN_AMX void amx_scores(const uint16_t* q, const uint16_t* keys_packed, int64_t dim_pad,
-                              float* s) {
+                              float* s, int64_t s_ld) {
   const int64_t q_stride = dim_pad * 2;           // bytes per query row
   constexpr int64_t k_stride = kKeyTile * 2 * 2;  // bytes per key pair row
-  constexpr int64_t s_stride = kKeyTile * 4;      // bytes per score row
+  const int64_t s_stride = s_ld * 4;              // bytes per score row
   for (int64_t row0 = 0; row0 < kQueryTile; row0 += 32) {
     for (int64_t col0 = 0; col0 < kKeyTile; col0 += 32) {
       _tile_zero(0);
@@ -92,18 +92,18 @@ FLASHATTN_AMX void amx_scores(const uint16_t* q, const uint16_t* keys_packed, in
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
       }
-      _tile_stored(0, s + row0 * kKeyTile + col0, s_stride);
-      _tile_stored(1, s + row0 * kKeyTile + col0 + 16, s_stride);
-      _tile_stored(2, s + (row0 + 16) * kKeyTile + col0, s_stride);
-      _tile_stored(3, s + (row0 + 16) * kKeyTile + col0 + 16, s_stride);
+      _tile_stored(0, s + row0 * s_ld + col0, s_stride);
+      _tile_stored(1, s + row0 * s_ld + col0 + 16, s_stride);
+      _tile_stored(2, s + (row0 + 16) * s_ld + col0, s_stride);
+      _tile_stored(3, s + (row0 + 16) * s_ld + col0 + 16, s_stride);
     }
   }
 }
 
-FLASHATTN_AMX void amx_accumulate(const uint16_t* a, int64_t rows, const uint16_t* b_packed,
-                                  int64_t n, float* c, int64_t ldc) {
-  constexpr int64_t a_stride = kKeyTile * 2;  // bytes per row of a
-  const int64_t b_stride = n * 4;             // bytes per pair row of b (n x 2 bf16)
+FLASHATTN_AMX void amx_accumulate(const uint16_t* a, int64_t rows, int64_t depth,
+                                  const uint16_t* b_packed, int64_t n, float* c, int64_t ldc) {
+  const int64_t a_stride = depth * 2;  // bytes per row of a
+  const int64_t b_stride = n * 4;      // bytes per pair row of b (n x 2 bf16)
   const int64_t c_stride = ldc * 4;
   for (int64_t row0 = 0; row0 < rows; row0 += 32) {
     for (int64_t col0 = 0; col0 < n; col0 += 32) {
@@ -112,9 +112,9 @@ FLASHATTN_AMX void amx_accumulate(const uint16_t* a, int64_t rows, const uint16_
       _tile_loadd(1, block + 16, c_stride);
       _tile_loadd(2, block + 16 * ldc, c_stride);
       _tile_loadd(3, block + 16 * ldc + 16, c_stride);
-      for (int64_t k0 = 0; k0 < kKeyTile; k0 += 32) {
-        _tile_loadd(4, a + row0 * kKeyTile + k0, a_stride);
-        _tile_loadd(5, a + (row0 + 16) * kKeyTile + k0, a_stride);
+      for (int64_t k0 = 0; k0 < depth; k0 += 32) {
+        _tile_loadd(4, a + row0 * depth + k0, a_stride);
+        _tile_loadd(5, a + (row0 + 16) * depth + k0, a_stride);
         const uint16_t* b = b_packed + (k0 / 2) * n * 2;
         _tile_loadd(6, b + col0 * 2, b_stride);
         _tile_loadd(7, b + (col0 + 16) * 2, b_stride);
@@ -193,8 +193,8 @@ bool amx_bf16_available() {
 }
 void amx_begin_thread() {}
 void amx_end_thread() {}
-void amx_scores(const uint16_t*, const uint16_t*, int64_t, float*) {}
-void amx_accumulate(const uint16_t*, int64_t, const uint16_t*, int64_t, float*, int64_t) {}
+void amx_scores(const uint16_t*, const uint16_t*, int64_t, float*, int64_t) {}
+void amx_accumulate(const uint16_t*, int64_t, int64_t, const uint16_t*, int64_t, float*, int64_t) {}
 void exp_columns(float*, int64_t, float, const float*) {}
 void pack_row_pairs_bf16(const float*, uint16_t*) {}
 void convert_to_bf16(const float*, int64_t, uint16_t*) {}
