@@ -3,8 +3,9 @@
 //
 // Work items are (batch, query head, query tile), handed out dynamically to the OpenMP threads;
 // each item is computed by one thread in a fixed order, so results do not depend on the
-// schedule. K and V are first converted once to fp32 (K transposed in key tiles), which makes
-// every inner product a call of the register-blocked GEMM micro-kernel.
+// schedule. K and V are first packed once per call: to fp32 (K transposed in key tiles) for the
+// register-blocked GEMM micro-kernel, or, for bf16 on CPUs with AMX, into the bf16 pair
+// layouts of the AMX tile products (amx.h).
 #include <omp.h>
 
 #include <algorithm>

@@ -1,9 +1,11 @@
-// The inner loops of the tiled backend (GEMM micro-kernel, row max, exp), chosen at run time.
+// The inner loops of the tiled backend (GEMM micro-kernel, row max, exp, online softmax),
+// chosen at run time.
 //
 // Every kernel set computes the same functions; the AVX-512 set is used when the CPU has
 // AVX-512F, the portable set (plain C++ the compiler vectorises for the baseline ISA)
 // otherwise. FLASHATTN_CPU_ISA=portable forces the portable set (tests use it to cover
-// CPUs without AVX-512 on this one).
+// CPUs without AVX-512 on this one); FLASHATTN_CPU_ISA=avx512 keeps this set but turns off
+// the AMX products of amx.h. bf16 problems use those products where available.
 #pragma once
 
 #include <cstdint>
