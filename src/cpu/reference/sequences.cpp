@@ -50,26 +50,11 @@ Status sequence_bounds(const AttentionArgs& args, std::vector<SequenceBounds>* b
   }
   for (int64_t b = 0; b < args.batch; ++b) {
     SequenceBounds& sequence = (*bounds)[static_cast<size_t>(b)];
-    if (varlen) {
-      sequence.q_row0 = args.cu_seqlens_q[b];
-      sequence.len_q = args.cu_seqlens_q[b + 1] - args.cu_seqlens_q[b];
-      sequence.k_row0 = args.cu_seqlens_k[b];
-      sequence.len_k = args.cu_seqlens_k[b + 1] - args.cu_seqlens_k[b];
-    } else {
-      sequence.q_row0 = b * args.seqlen_q;
-      sequence.len_q = args.seqlen_q;
-      sequence.k_row0 = b * args.seqlen_k;
-      sequence.len_k = args.seqlen_k;
-    }
-    sequence.used_k = sequence.len_k;
-    if (args.seqused_k != nullptr) {
-      const int64_t used = args.seqused_k[b];
-      if (used < 0 || used > sequence.len_k) {
-        return Status::InvalidArgument("seqused_k[" + std::to_string(b) + "]: expected 0.." +
-                                       std::to_string(sequence.len_k) + ", got " +
-                                       std::to_string(used));
-      }
-      sequence.used_k = used;
+    sequence = cpu::bounds_of_sequence(args, b);
+    if (sequence.used_k < 0 || sequence.used_k > sequence.len_k) {
+      return Status::InvalidArgument("seqused_k[" + std::to_string(b) + "]: expected 0.." +
+                                     std::to_string(sequence.len_k) + ", got " +
+                                     std::to_string(sequence.used_k));
     }
   }
   return Status::Ok();

@@ -10,19 +10,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/sequence_bounds.h"
 #include "flashattn/params.h"
 #include "flashattn/types.h"
 
 namespace flashattn::reference {
 
 // Where sequence b lives in the dense arrays and how much of it takes part.
-struct SequenceBounds {
-  int64_t q_row0 = 0;  // first row of the sequence in the q-side arrays
-  int64_t len_q = 0;
-  int64_t k_row0 = 0;  // first row of the sequence in the k-side arrays
-  int64_t len_k = 0;   // keys stored for the sequence
-  int64_t used_k = 0;  // keys that take part (seqused_k, else len_k); the mask's seqlen_k
-};
+using SequenceBounds = cpu::SequenceBounds;
 
 inline bool is_varlen_args(const AttentionArgs& args) {
   return args.cu_seqlens_q != nullptr;

@@ -12,19 +12,8 @@ Problem make_problem(const AttentionArgs& args) {
   problem.group = args.heads_q / args.heads_kv;
   problem.sequences.resize(static_cast<size_t>(args.batch));
   for (int64_t b = 0; b < args.batch; ++b) {
-    Sequence& sequence = problem.sequences[static_cast<size_t>(b)];
-    if (problem.varlen) {
-      sequence.q_row0 = args.cu_seqlens_q[b];
-      sequence.len_q = args.cu_seqlens_q[b + 1] - args.cu_seqlens_q[b];
-      sequence.k_row0 = args.cu_seqlens_k[b];
-      sequence.len_k = args.cu_seqlens_k[b + 1] - args.cu_seqlens_k[b];
-    } else {
-      sequence.q_row0 = b * args.seqlen_q;
-      sequence.len_q = args.seqlen_q;
-      sequence.k_row0 = b * args.seqlen_k;
-      sequence.len_k = args.seqlen_k;
-    }
-    sequence.used_k = args.seqused_k != nullptr ? args.seqused_k[b] : sequence.len_k;
+    static_cast<cpu::SequenceBounds&>(problem.sequences[static_cast<size_t>(b)]) =
+        cpu::bounds_of_sequence(args, b);
   }
   return problem;
 }

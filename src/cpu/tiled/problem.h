@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/score_mods.h"
+#include "cpu/sequence_bounds.h"
 #include "flashattn/params.h"
 
 namespace flashattn::cpu_tiled {
@@ -15,13 +16,8 @@ namespace flashattn::cpu_tiled {
 inline constexpr int64_t kQueryTile = 64;
 inline constexpr int64_t kKeyTile = 64;
 
-// Where sequence b lives and how much of it takes part.
-struct Sequence {
-  int64_t q_row0 = 0;  // first q-side row (dense: b * seqlen_q, varlen: cu_seqlens_q[b])
-  int64_t len_q = 0;
-  int64_t k_row0 = 0;  // first k-side row
-  int64_t len_k = 0;   // keys stored
-  int64_t used_k = 0;  // keys that take part (seqused_k, else len_k): the mask's seqlen_k
+// Where sequence b lives and how much of it takes part, plus its key-tile count.
+struct Sequence : cpu::SequenceBounds {
   int64_t key_tiles() const { return (used_k + kKeyTile - 1) / kKeyTile; }
 };
 
