@@ -3,7 +3,7 @@
 # FLASHATTN_ARCHS, FLASHATTN_DTYPES and FLASHATTN_HDIMS.
 #
 # CI (2 cores, no GPU) compiles and links one bounded subset:
-#   -DFLASHATTN_ARCHS=80 -DFLASHATTN_DTYPES=bf16 -DFLASHATTN_HDIMS=64
+#   -DFLASHATTN_ARCHS=80;90 -DFLASHATTN_DTYPES=bf16 -DFLASHATTN_HDIMS=64
 
 option(FLASHATTN_PTXAS_VERBOSE "Print registers / spills / shared memory of every kernel" OFF)
 
