@@ -136,8 +136,8 @@ void BM_Forward(benchmark::State& state) {
   set_label(state, problem);
 }
 
-void BM_Backward(benchmark::State& state) {
-  Problem problem(dtype_of(state.range(0)), 8, state.range(1), state.range(2), state.range(3) != 0);
+// Times the backward of `problem` (its forward runs once first, for out and LSE).
+void time_backward(benchmark::State& state, Problem& problem) {
   const flashattn::Status forward_status = flashattn::forward(problem.forward_params());
   if (!forward_status.ok()) state.SkipWithError(forward_status.message().c_str());
   const flashattn::BackwardParams params = problem.backward_params();
@@ -150,20 +150,16 @@ void BM_Backward(benchmark::State& state) {
   set_label(state, problem);
 }
 
+void BM_Backward(benchmark::State& state) {
+  Problem problem(dtype_of(state.range(0)), 8, state.range(1), state.range(2), state.range(3) != 0);
+  time_backward(state, problem);
+}
+
 // Args: dtype, seqlen. MQA (8 query heads, one kv head), head_dim 64: the backward's work
 // items are then slices of the group rather than (batch, kv head) pairs.
 void BM_BackwardMqa(benchmark::State& state) {
   Problem problem(dtype_of(state.range(0)), 8, state.range(1), 64, false, 1);
-  const flashattn::Status forward_status = flashattn::forward(problem.forward_params());
-  if (!forward_status.ok()) state.SkipWithError(forward_status.message().c_str());
-  const flashattn::BackwardParams params = problem.backward_params();
-  for (auto _ : state) {
-    const flashattn::Status status = flashattn::backward(params);
-    if (!status.ok()) state.SkipWithError(status.message().c_str());
-  }
-  state.counters["TFLOP/s"] = benchmark::Counter(2.5 * problem.forward_flops() * 1e-12,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
-  set_label(state, problem);
+  time_backward(state, problem);
 }
 
 // Arg: seqlen. One head, head_dim 64, fp32, one iteration: the process's peak RSS is then
