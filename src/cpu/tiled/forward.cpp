@@ -114,6 +114,8 @@ std::vector<WorkItem> work_items(const Problem& problem, const ForwardParams& pa
 // AMX products (which also need the query and the probabilities in bf16). The AMX path takes
 // two key tiles per step (score_ld 2 * kKeyTile): one more P.V product per load and store of
 // the output tiles and half the softmax bookkeeping per key.
+constexpr int64_t kAmxKeyTiles = 2;  // key tiles per step of the AMX path
+
 struct Scratch {
   int64_t out_ld;
   int64_t score_ld;
@@ -121,7 +123,7 @@ struct Scratch {
   std::vector<uint16_t> query_bf16, probs_bf16;
   Scratch(const PackedKeys& packed, int64_t dim, int64_t dim_v)
       : out_ld(packed.amx ? packed.dim_v_pad : dim_v),
-        score_ld(packed.amx ? 2 * kKeyTile : kKeyTile),
+        score_ld(packed.amx ? kAmxKeyTiles * kKeyTile : kKeyTile),
         query(packed.amx ? 0 : kQueryTile * dim),
         scores(kQueryTile * score_ld),
         out(kQueryTile * out_ld),
@@ -198,12 +200,14 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
   const ColumnRange visible = visible_columns(context.mask, item.row0, rows);
   const int64_t ld = scratch.score_ld;
   const int64_t step = ld;  // keys per step: one key tile, two with AMX
-  const int64_t key_end = sequence.key_tiles() * kKeyTile;
+  // The AMX steps stop at the last key tile with a visible column (causal rows see only part of
+  // a multi-tile step) and at the end of the packed keys.
+  const int64_t key_end =
+      std::min(sequence.key_tiles(), (visible.last + kKeyTile - 1) / kKeyTile) * kKeyTile;
   for (int64_t col0 = visible.first / kKeyTile * kKeyTile; col0 < visible.last; col0 += step) {
-    const int64_t cols = std::min(step, sequence.used_k - col0);
+    const int64_t keys = std::min(step, key_end - col0);  // whole tiles, packed one after another
+    const int64_t cols = std::min(keys, sequence.used_k - col0);
     if (packed.amx) {
-      // Both tiles' keys are packed one after the other; the second may not exist at the end.
-      const int64_t keys = std::min(step, key_end - col0);
       for (int64_t tile = 0; tile * kKeyTile < keys; ++tile) {
         amx_scores(scratch.query_bf16.data(),
                    packed.keys_bf16.data() + (slot + col0 + tile * kKeyTile) * packed.dim_pad,
@@ -226,21 +230,17 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
           convert_to_bf16(scores + r * ld, cols, scratch.probs_bf16.data() + r * ld);
         }
       }
-      const int64_t keys = std::min(step, key_end - col0);
-      if (keys == ld) {
-        amx_accumulate(scratch.probs_bf16.data(), kQueryTile, ld,
-                       packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad,
-                       packed.dim_v_pad, out, packed.dim_v_pad);
-      } else {
-        // One tile left: its probabilities are the first kKeyTile columns of each row.
-        for (int64_t r = 0; r < kQueryTile; ++r) {
-          std::copy_n(scratch.probs_bf16.data() + r * ld, kKeyTile,
-                      scratch.probs_bf16.data() + r * kKeyTile);
+      if (keys < ld) {
+        // Fewer tiles this step: the product wants their probabilities as rows of `keys`
+        // (each row moves down, never over a row not yet moved).
+        for (int64_t r = 1; r < kQueryTile; ++r) {
+          std::copy_n(scratch.probs_bf16.data() + r * ld, keys,
+                      scratch.probs_bf16.data() + r * keys);
         }
-        amx_accumulate(scratch.probs_bf16.data(), kQueryTile, kKeyTile,
-                       packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad,
-                       packed.dim_v_pad, out, packed.dim_v_pad);
       }
+      amx_accumulate(scratch.probs_bf16.data(), kQueryTile, keys,
+                     packed.values_bf16.data() + (slot + col0) * packed.dim_v_pad,
+                     packed.dim_v_pad, out, packed.dim_v_pad);
     } else {
       kernels.gemm(rows, dim_v, cols, scores, ld, 1, packed.values.data() + (slot + col0) * dim_v,
                    dim_v, out, out_ld, true);

@@ -19,6 +19,10 @@
 #include "cpu/tiled/avx512_exp.h"
 
 #define FLASHATTN_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma")))
+// For the two variants of softmax_rows: the one without native bf16 conversion uses no
+// AVX512-BF16 instruction and is the one chosen on CPUs without it.
+#define FLASHATTN_AVX512_BF16 \
+  __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx512bf16,fma")))
 
 namespace flashattn::cpu_tiled {
 namespace {
@@ -140,19 +144,29 @@ FLASHATTN_AVX512 float exp_shifted(float* x, int64_t n, float scale, float shift
   return _mm512_reduce_add_ps(sum);
 }
 
-// Round to nearest even on the bit pattern (P is finite, so no NaN case), then keep the high
-// halves: bf16 without needing AVX512-BF16.
-FLASHATTN_AVX512 __m256i to_bf16(__m512 x) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+// Round to nearest even to bf16. Without AVX512-BF16: on the bit pattern (P is finite, so no
+// NaN case), then keep the high halves. With it, VCVTNEPS2BF16 does the same in one
+// instruction instead of seven (P is 0 or above 1e-38, so its flushing of denormal inputs
+// changes nothing); the bf16 P is only written on the AMX path, whose CPUs all have it.
+template <bool kNativeBf16>
+FLASHATTN_AVX512_BF16 __m256i to_bf16(__m512 x) {
+  if constexpr (kNativeBf16) {
+    const __m256bh packed = _mm512_cvtneps_pbh(x);
+    return reinterpret_cast<const __m256i&>(packed);
+  } else {
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    const __m512i rounded =
+        _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+  }
 }
 
 // In three passes over the tile (all row maxima, then all exps, then the per-row bookkeeping)
 // rather than row by row: the rows are independent, so each pass overlaps the long
 // max -> exp -> sum dependency chains of many rows instead of waiting on one at a time.
-FLASHATTN_AVX512 void softmax_rows(float* s, int64_t ld, int64_t rows, int64_t cols,
+template <bool kNativeBf16>
+FLASHATTN_AVX512_BF16 void softmax_rows(float* s, int64_t ld, int64_t rows, int64_t cols,
                                    float exp_scale, float* row_max_io, float* row_sum, float* out,
                                    int64_t out_ld, int64_t dim_v, uint16_t* probs_bf16) {
   constexpr int64_t kChunk = 64;
@@ -185,7 +199,7 @@ FLASHATTN_AVX512 void softmax_rows(float* s, int64_t ld, int64_t rows, int64_t c
             lanes,
             exp_vector(_mm512_fmsub_ps(scale, _mm512_maskz_loadu_ps(lanes, scores + j), shift)));
         if (bf16_row != nullptr) {
-          _mm256_mask_storeu_epi16(bf16_row + j, lanes, to_bf16(p));
+          _mm256_mask_storeu_epi16(bf16_row + j, lanes, to_bf16<kNativeBf16>(p));
         } else {
           _mm512_mask_storeu_ps(scores + j, lanes, p);
         }
@@ -223,9 +237,11 @@ FLASHATTN_AVX512 void softmax_rows(float* s, int64_t ld, int64_t rows, int64_t c
 }  // namespace
 
 const Kernels* avx512_kernels() {
-  static const Kernels set{"avx512", gemm, row_max, exp_shifted, softmax_rows};
+  static const Kernels set{"avx512", gemm, row_max, exp_shifted, softmax_rows<false>};
+  static const Kernels set_bf16{"avx512", gemm, row_max, exp_shifted, softmax_rows<true>};
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") ? &set : nullptr;
+  if (!__builtin_cpu_supports("avx512f")) return nullptr;
+  return __builtin_cpu_supports("avx512bf16") ? &set_bf16 : &set;
 }
 
 }  // namespace flashattn::cpu_tiled
