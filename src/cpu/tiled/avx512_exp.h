@@ -26,4 +26,24 @@ __attribute__((target("avx512f,avx512dq,fma"))) inline __m512 exp_vector(__m512 
   return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow), _mm512_scalef_ps(poly, n));
 }
 
+// 2^t in the lanes of `keep`, exactly 0 in the others: n = round(t), 2^(t - n) (t - n is exact,
+// |t - n| <= 1/2) by the degree-6 Taylor polynomial of exp((t - n) ln 2), relative error below
+// 2e-7 as above. Callers clear from `keep` the lanes with t below -125 (whose result would
+// leave the normal range; -inf gives NaN in the dropped lanes) and the lanes past the data.
+// Four instructions fewer than exp_vector of a scaled argument: the scale by log2(e) goes into
+// the caller's fmsub, the range reduction is one subtraction, the clamp and the final masking
+// fold into a masked SCALEF.
+__attribute__((target("avx512f,avx512dq,fma"))) inline __m512 exp2_kept(__mmask16 keep, __m512 t) {
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_sub_ps(t, n);
+  __m512 poly = _mm512_set1_ps(1.54035297e-4f);  // ln(2)^k / k!, k = 6 .. 0
+  poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(1.33335579e-3f));
+  poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(9.61812865e-3f));
+  poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(5.55041097e-2f));
+  poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(2.40226507e-1f));
+  poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(6.93147182e-1f));
+  poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(keep, poly, n);
+}
+
 }  // namespace flashattn::cpu_tiled

@@ -172,7 +172,9 @@ FLASHATTN_AVX512_BF16 void softmax_rows(float* s, int64_t ld, int64_t rows, int6
   constexpr int64_t kChunk = 64;
   constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
   const __m512 minus_infinity = _mm512_set1_ps(kMinusInfinity);
-  const __m512 scale = _mm512_set1_ps(exp_scale);
+  constexpr float kLog2e = 1.44269504088896341f;
+  const __m512 scale = _mm512_set1_ps(exp_scale * kLog2e);
+  const __m512 min_exponent = _mm512_set1_ps(-125.0f);  // below: P is 0 (exp(-86.6) ~ 2e-38)
   alignas(64) float new_max[kChunk], tile_sum[kChunk], correction[kChunk];
   for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
     const int64_t count = rows - r0 < kChunk ? rows - r0 : kChunk;
@@ -190,14 +192,16 @@ FLASHATTN_AVX512_BF16 void softmax_rows(float* s, int64_t ld, int64_t rows, int6
     for (int64_t r = 0; r < count; ++r) {
       float* scores = s + (r0 + r) * ld;
       // A row that has seen nothing visible has only -inf scores: any finite shift gives P 0.
-      const __m512 shift = _mm512_set1_ps(new_max[r] == kMinusInfinity ? 0.0f : new_max[r]);
+      // P = 2^(log2(e) * (exp_scale * s - shift)).
+      const __m512 shift =
+          _mm512_set1_ps(kLog2e * (new_max[r] == kMinusInfinity ? 0.0f : new_max[r]));
       __m512 sum = _mm512_setzero_ps();
       uint16_t* bf16_row = probs_bf16 != nullptr ? probs_bf16 + (r0 + r) * ld : nullptr;
       for (int64_t j = 0; j < cols; j += 16) {
         const __mmask16 lanes = lanes_left(cols - j);
-        const __m512 p = _mm512_maskz_mov_ps(
-            lanes,
-            exp_vector(_mm512_fmsub_ps(scale, _mm512_maskz_loadu_ps(lanes, scores + j), shift)));
+        const __m512 t = _mm512_fmsub_ps(scale, _mm512_maskz_loadu_ps(lanes, scores + j), shift);
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(lanes, t, min_exponent, _CMP_GE_OQ);
+        const __m512 p = exp2_kept(keep, t);
         if (bf16_row != nullptr) {
           _mm256_mask_storeu_epi16(bf16_row + j, lanes, to_bf16<kNativeBf16>(p));
         } else {
