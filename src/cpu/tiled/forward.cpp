@@ -110,12 +110,17 @@ std::vector<WorkItem> work_items(const Problem& problem, const ForwardParams& pa
   return items;
 }
 
+// Key tiles per step of the AMX path: more keys per step mean fewer loads and stores of the
+// fp32 output tiles in the P.V products and less softmax bookkeeping per key, at the price of a
+// larger score tile (64 x 256 fp32 is 64 KiB, past L1). Four pay off where the output tile is
+// large (d 128: s1024 fwd -15-20% against two), two stay better for d 64 (see bench/NOTES.md).
+int64_t amx_key_tiles(int64_t dim_v_pad) {
+  return dim_v_pad >= 128 ? 4 : 2;
+}
+
 // Per-thread tiles of one query tile. out has out_ld columns: head_dim_v, or dim_v_pad for the
 // AMX products (which also need the query and the probabilities in bf16). The AMX path takes
-// two key tiles per step (score_ld 2 * kKeyTile): one more P.V product per load and store of
-// the output tiles and half the softmax bookkeeping per key.
-constexpr int64_t kAmxKeyTiles = 2;  // key tiles per step of the AMX path
-
+// amx_key_tiles key tiles per step (score_ld that many kKeyTile).
 struct Scratch {
   int64_t out_ld;
   int64_t score_ld;
@@ -123,7 +128,7 @@ struct Scratch {
   std::vector<uint16_t> query_bf16, probs_bf16;
   Scratch(const PackedKeys& packed, int64_t dim, int64_t dim_v)
       : out_ld(packed.amx ? packed.dim_v_pad : dim_v),
-        score_ld(packed.amx ? kAmxKeyTiles * kKeyTile : kKeyTile),
+        score_ld(packed.amx ? amx_key_tiles(packed.dim_v_pad) * kKeyTile : kKeyTile),
         query(packed.amx ? 0 : kQueryTile * dim),
         scores(kQueryTile * score_ld),
         out(kQueryTile * out_ld),
@@ -199,7 +204,7 @@ void run_item(const Problem& problem, const ForwardParams& params, const PackedK
   const int64_t slot = packed.slot(problem, item.batch_index, kv_head);
   const ColumnRange visible = visible_columns(context.mask, item.row0, rows);
   const int64_t ld = scratch.score_ld;
-  const int64_t step = ld;  // keys per step: one key tile, two with AMX
+  const int64_t step = ld;  // keys per step: one key tile, amx_key_tiles with AMX
   // The AMX steps stop at the last key tile with a visible column (causal rows see only part of
   // a multi-tile step) and at the end of the packed keys.
   const int64_t key_end =
