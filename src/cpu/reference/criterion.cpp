@@ -21,6 +21,31 @@ void note_worst(Comparison* result, int64_t index, double error, double actual, 
   }
 }
 
+// Scans actual against ref with `error_of(actual, ref)`: counts NaN in actual (reported at the
+// first one, since NaN never passes), keeps the worst error, and decides `passed` against the
+// tolerance already in `result`.
+template <typename ErrorOf>
+void scan_errors(Comparison* result, std::span<const double> actual, std::span<const double> ref,
+                 ErrorOf error_of) {
+  int64_t first_nan = -1;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const int64_t index = static_cast<int64_t>(i);
+    if (std::isnan(actual[i])) {
+      if (first_nan < 0) first_nan = index;
+      ++result->nan_count;
+      continue;
+    }
+    note_worst(result, index, error_of(actual[i], ref[i]), actual[i], ref[i]);
+  }
+  if (first_nan >= 0) {
+    result->worst_index = first_nan;
+    result->worst_actual = actual[static_cast<size_t>(first_nan)];
+    result->worst_ref = ref[static_cast<size_t>(first_nan)];
+  }
+  // A NaN tolerance (NaN in ref or ref_lowp) fails this comparison as well.
+  result->passed = result->nan_count == 0 && result->max_error <= result->tolerance;
+}
+
 }  // namespace
 
 std::string Comparison::describe() const {
@@ -57,23 +82,7 @@ Comparison compare(std::span<const double> actual, std::span<const double> ref,
                             : std::max(result.lowp_error, lowp_error);
   }
   result.tolerance = multiplier * result.lowp_error + kAbsoluteSlack;
-  int64_t first_nan = -1;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const int64_t index = static_cast<int64_t>(i);
-    if (std::isnan(actual[i])) {
-      if (first_nan < 0) first_nan = index;
-      ++result.nan_count;
-      continue;
-    }
-    note_worst(&result, index, std::abs(actual[i] - ref[i]), actual[i], ref[i]);
-  }
-  if (first_nan >= 0) {
-    result.worst_index = first_nan;
-    result.worst_actual = actual[static_cast<size_t>(first_nan)];
-    result.worst_ref = ref[static_cast<size_t>(first_nan)];
-  }
-  // A NaN tolerance (NaN in ref or ref_lowp) fails the comparison below as well.
-  result.passed = result.nan_count == 0 && result.max_error <= result.tolerance;
+  scan_errors(&result, actual, ref, [](double a, double r) { return std::abs(a - r); });
   return result;
 }
 
@@ -85,31 +94,12 @@ Comparison compare_lse(std::span<const double> actual, std::span<const double> r
     result.size_mismatch = true;
     return result;
   }
-  constexpr double kInfinity = std::numeric_limits<double>::infinity();
-  int64_t first_nan = -1;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const int64_t index = static_cast<int64_t>(i);
-    if (std::isnan(actual[i])) {
-      if (first_nan < 0) first_nan = index;
-      ++result.nan_count;
-      continue;
-    }
-    double error;
-    if (std::isnan(ref[i])) {
-      error = kInfinity;  // a NaN oracle proves nothing
-    } else if (std::isinf(ref[i]) || std::isinf(actual[i])) {
-      error = actual[i] == ref[i] ? 0.0 : kInfinity;  // +inf only matches +inf
-    } else {
-      error = std::abs(actual[i] - ref[i]) / std::max(1.0, std::abs(ref[i]));
-    }
-    note_worst(&result, index, error, actual[i], ref[i]);
-  }
-  if (first_nan >= 0) {
-    result.worst_index = first_nan;
-    result.worst_actual = actual[static_cast<size_t>(first_nan)];
-    result.worst_ref = ref[static_cast<size_t>(first_nan)];
-  }
-  result.passed = result.nan_count == 0 && result.max_error <= result.tolerance;
+  scan_errors(&result, actual, ref, [](double a, double r) {
+    constexpr double kInfinity = std::numeric_limits<double>::infinity();
+    if (std::isnan(r)) return kInfinity;  // a NaN oracle proves nothing
+    if (std::isinf(r) || std::isinf(a)) return a == r ? 0.0 : kInfinity;  // +inf only matches +inf
+    return std::abs(a - r) / std::max(1.0, std::abs(r));
+  });
   return result;
 }
 
