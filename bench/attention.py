@@ -47,6 +47,9 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # ||peer - reference|| / ||reference|| above this is a disagreement (bf16 rounding of two
 # correct implementations lands near 3e-3 for outputs, 1e-2 for gradients).
 TOLERANCE = {"fwd": 2e-2, "grad": 5e-2}
+# Clock cycles of the GPU spin that Timer.measure(hide_host=True) puts ahead of a timed call:
+# about 1 ms at H100 clocks, 10x the host time of an autograd backward call.
+HOST_HIDING_CYCLES = 2_000_000
 
 
 # --- grids ------------------------------------------------------------------------------------
@@ -149,9 +152,11 @@ class Timer:
         if self.device == "cuda":
             torch.cuda.synchronize()
 
-    def measure(self, setup, timed, sets, warmup, iters):
+    def measure(self, setup, timed, sets, warmup, iters, hide_host=False):
         """Median milliseconds of timed(state) over iters, setup(inputs) -> state untimed,
-        inputs rotated; also the spread (min, max)."""
+        inputs rotated; also the spread (min, max). hide_host (CUDA): the GPU spins for about
+        a millisecond (torch.cuda._sleep) before the start event, so that the host has issued
+        the call by the time the events start counting: they time the GPU work alone."""
         for i in range(warmup):
             timed(setup(sets[i % len(sets)]))
         self.sync()
@@ -161,6 +166,8 @@ class Timer:
             if self.device == "cuda":
                 start = torch.cuda.Event(enable_timing=True)
                 stop = torch.cuda.Event(enable_timing=True)
+                if hide_host:
+                    torch.cuda._sleep(HOST_HIDING_CYCLES)
                 start.record()
                 timed(state)
                 stop.record()
