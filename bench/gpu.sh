@@ -1,34 +1,67 @@
 #!/usr/bin/env bash
-# The CUDA forward's whole GPU session in one call: configure + build (-j16), the GPU tests,
-# compute-sanitizer (memcheck, racecheck, synccheck) on the small cases of every feature, an
-# ncu look at one kernel, and the benchmark against PyTorch SDPA (FA2) and cuDNN.
+# The CUDA kernels' whole GPU session in one call: configure + build (-j16), the GPU tests
+# (forward_test, backward_test), compute-sanitizer (memcheck, racecheck, synccheck) on the small
+# cases of every feature of both, the Python package's CUDA tests, and the benchmarks of the
+# forward and the backward against PyTorch SDPA (FA2) and cuDNN; an ncu look at one kernel on
+# request.
 #
 # Run from the repository root on the GPU machine:  OUT=/path bench/gpu.sh
 # Environment (all optional):
-#   STEPS="build test bench sanitize ncu"   which steps, in this order
+#   STEPS="build test sanitize pytest bench"  which steps, in this order (also: ncu, tune)
+#   TOTAL_S=560                             wall budget of the whole call: the backward benchmark
+#                                           trims its timed calls per point (not its points) to
+#                                           end by then; sanitizer and test runs have timeouts
 #   ARCHS=90 HDIMS=all DTYPES=all           the instance set (FLASHATTN_ARCHS / _HDIMS / _DTYPES)
 #   BUILD=build-gpu                         build directory
 #   GTEST_ROOT=dir                          a GoogleTest (include/, lib/) if the machine has none
-#   TEST_FILTER='*'                         gtest filter of the test step
+#   TEST_FILTER='*'                         gtest filter of the test step (both binaries)
+#   TEST_TIMEOUT_S=180 SANITIZE_TIMEOUT_S=90  per binary, per sanitizer tool and binary
+#   BENCH="forward backward"                which benchmarks step bench runs (BENCH=backward:
+#                                           the backward alone)
 #   BENCH_ARGS=""                           extra arguments of bench/gpu_forward.py
+#   BWD_BENCH_ARGS=""                       extra arguments of bench/gpu_backward.py
+#   PYTEST_ARGS="tests/python/test_cuda.py" what step pytest runs
 #   TUNE_VARIANTS="128:128:64:4:0:0 ..."    step "tune": width:block_m:block_n:warps:prefetch:early_k
 #                                           schedules of one width, each built beside the
 #                                           default library and timed alone (bf16)
-# Logs and JSON go to $OUT; the last lines printed are the summary and the benchmark table.
+# Logs and JSON go to $OUT; the last lines printed are the summary and the benchmark tables
+# (forward, then backward).
 set -uo pipefail
 
 OUT=${OUT:-/tmp/flashattn-gpu}
-STEPS=${STEPS:-"build test bench sanitize ncu"}
+STEPS=${STEPS:-"build test sanitize pytest bench"}
+TOTAL_S=${TOTAL_S:-560}
 ARCHS=${ARCHS:-90}
 HDIMS=${HDIMS:-all}
 DTYPES=${DTYPES:-all}
 BUILD=${BUILD:-build-gpu}
 TEST_FILTER=${TEST_FILTER:-'*'}
+TEST_TIMEOUT_S=${TEST_TIMEOUT_S:-180}
+SANITIZE_TIMEOUT_S=${SANITIZE_TIMEOUT_S:-90}
+BENCH=${BENCH:-"forward backward"}
 BENCH_ARGS=${BENCH_ARGS:-}
+BWD_BENCH_ARGS=${BWD_BENCH_ARGS:-}
+PYTEST_ARGS=${PYTEST_ARGS:-tests/python/test_cuda.py}
 export PATH=$PATH:/usr/local/cuda/bin
 mkdir -p "$OUT"
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
+script_start=$(date +%s)
+seconds_left() { echo $(( TOTAL_S - ($(date +%s) - script_start) )); }
+# The gtest binaries the build produced (backward_test only once tests/cuda has it).
+test_binaries() {
+  local name
+  for name in forward_test backward_test; do
+    [[ -x "$BUILD/tests/$name" ]] && echo "$name"
+  done
+}
+# Small, sanitizer-sized cases of each binary.
+sanitize_filter() {
+  case $1 in
+    forward_test) echo 'Small/*:CudaForwardDropout*' ;;
+    backward_test) echo 'CudaBackwardSmall*:SmallBackward/*' ;;
+  esac
+}
 
 has_step() { [[ " $STEPS " == *" $1 "* ]]; }
 
@@ -36,37 +69,74 @@ step_build() {
   gtest_args=()
   [[ -n "${GTEST_ROOT:-}" ]] && gtest_args=(-DGTEST_ROOT="$GTEST_ROOT")
   start=$(date +%s)
-  { cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHATTN_CUDA=ON \
-      -DFLASHATTN_ARCHS="$ARCHS" -DFLASHATTN_HDIMS="$HDIMS" -DFLASHATTN_DTYPES="$DTYPES" \
-      -DFLASHATTN_BUILD_CLI=OFF -DFLASHATTN_PTXAS_VERBOSE=ON "${gtest_args[@]}" &&
-    cmake --build "$BUILD" -j16 --target flashattn forward_test &&
-    g++ -O2 -shared -fPIC -fopenmp -std=c++20 -Iinclude bench/gpu_shim.cpp \
-      "$BUILD/libflashattn.a" \
-      -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread \
-      -o "$BUILD/libflashattn_bench.so"; } > "$OUT/build.log" 2>&1
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHATTN_CUDA=ON \
+    -DFLASHATTN_ARCHS="$ARCHS" -DFLASHATTN_HDIMS="$HDIMS" -DFLASHATTN_DTYPES="$DTYPES" \
+    -DFLASHATTN_BUILD_CLI=OFF -DFLASHATTN_BUILD_PYTHON=ON -DFLASHATTN_PTXAS_VERBOSE=ON \
+    "${gtest_args[@]}" > "$OUT/build.log" 2>&1
   status=$?
-  note "build (archs $ARCHS, hdims $HDIMS, dtypes $DTYPES, -j16): rc=$status in $(( $(date +%s) - start )) s"
+  targets=(flashattn forward_test)
+  local missing=""
+  if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^backward_test:'; then
+    targets+=(backward_test)
+  else
+    missing="; no backward_test target (tests/cuda/backward_test.cpp absent): not built"
+  fi
+  has_step pytest && targets+=(flashattn_c_abi)
+  if [[ $status -eq 0 ]]; then
+    { cmake --build "$BUILD" -j16 --target "${targets[@]}" &&
+      g++ -O2 -shared -fPIC -fopenmp -std=c++20 -Iinclude bench/gpu_shim.cpp \
+        "$BUILD/libflashattn.a" \
+        -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread \
+        -o "$BUILD/libflashattn_bench.so"; } >> "$OUT/build.log" 2>&1
+    status=$?
+  fi
+  note "build (archs $ARCHS, hdims $HDIMS, dtypes $DTYPES, -j16, ${targets[*]}): rc=$status in $(( $(date +%s) - start )) s$missing"
   grep -E "spill|Used [0-9]+ registers" "$OUT/build.log" | sort | uniq -c | sort -rn | head -8
   if [[ $status -ne 0 ]]; then tail -40 "$OUT/build.log"; exit 1; fi
 }
 
 step_test() {
-  start=$(date +%s)
-  "$BUILD/tests/forward_test" --gtest_filter="$TEST_FILTER" > "$OUT/test.log" 2>&1
-  status=$?
-  note "tests: rc=$status in $(( $(date +%s) - start )) s; $(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?,?' "$OUT/test.log" | tr '\n' ' ')"
-  grep -E "^\[  FAILED  \] [A-Z]|Failure|max_error|describe" "$OUT/test.log" | sort -u | head -30
+  local name status start
+  for name in $(test_binaries); do
+    start=$(date +%s)
+    timeout "$TEST_TIMEOUT_S" "$BUILD/tests/$name" --gtest_filter="$TEST_FILTER" \
+      > "$OUT/test_$name.log" 2>&1
+    status=$?
+    note "tests $name: rc=$status$( ((status == 124)) && echo " (timed out)") in $(( $(date +%s) - start )) s; $(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?,?' "$OUT/test_$name.log" | tr '\n' ' ')"
+    grep -E "^\[  FAILED  \] [A-Z]|Failure|max_error|describe" "$OUT/test_$name.log" | sort -u | head -30
+  done
+  [[ -x "$BUILD/tests/backward_test" ]] || note "tests backward_test: not built"
 }
 
 step_sanitize() {
-  : > "$OUT/sanitizer.log"
-  for tool in memcheck racecheck synccheck; do
-    start=$(date +%s)
-    compute-sanitizer --tool "$tool" --error-exitcode 99 "$BUILD/tests/forward_test" \
-      --gtest_filter='Small/*:CudaForwardDropout*' >> "$OUT/sanitizer.log" 2>&1
-    status=$?
-    note "compute-sanitizer $tool: rc=$status in $(( $(date +%s) - start )) s; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer.log" | tail -1)"
+  local name tool status start log
+  for name in $(test_binaries); do
+    log="$OUT/sanitizer_$name.log"
+    : > "$log"
+    for tool in memcheck racecheck synccheck; do
+      start=$(date +%s)
+      timeout "$SANITIZE_TIMEOUT_S" compute-sanitizer --tool "$tool" --error-exitcode 99 \
+        "$BUILD/tests/$name" --gtest_filter="$(sanitize_filter "$name")" >> "$log" 2>&1
+      status=$?
+      note "compute-sanitizer $tool $name: rc=$status$( ((status == 124)) && echo " (timed out after $SANITIZE_TIMEOUT_S s)") in $(( $(date +%s) - start )) s; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)"
+    done
   done
+}
+
+step_pytest() {
+  local start status
+  start=$(date +%s)
+  if ! python3 -c "import pytest" 2>/dev/null; then
+    note "pytest: not run (pytest is not installed for python3 here)"
+    return
+  fi
+  # The package from the source tree, its C library from the CMake tree (docs/python.md).
+  PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH} \
+  FLASHATTN_C_LIBRARY=$(realpath "$BUILD")/python/flashattn/_C.so \
+    timeout "$TEST_TIMEOUT_S" python3 -m pytest $PYTEST_ARGS -q -rs > "$OUT/pytest.log" 2>&1
+  status=$?
+  note "pytest $PYTEST_ARGS: rc=$status in $(( $(date +%s) - start )) s; $(tail -1 "$OUT/pytest.log")"
+  grep -E "^(FAILED|ERROR) " "$OUT/pytest.log" | head -20
 }
 
 step_ncu() {
@@ -80,9 +150,23 @@ step_ncu() {
 }
 
 step_bench() {
-  PYTHONUNBUFFERED=1 python3 bench/gpu_forward.py --lib "$BUILD/libflashattn_bench.so" \
-    --json "$OUT/gpu_forward.json" $BENCH_ARGS > "$OUT/bench.log" 2>&1
-  note "bench: rc=$? ($OUT/bench.log, $OUT/gpu_forward.json)"
+  local start deadline
+  if [[ " $BENCH " == *" forward "* ]]; then
+    start=$(date +%s)
+    PYTHONUNBUFFERED=1 python3 bench/gpu_forward.py --lib "$BUILD/libflashattn_bench.so" \
+      --json "$OUT/gpu_forward.json" $BENCH_ARGS > "$OUT/bench.log" 2>&1
+    note "bench forward: rc=$? in $(( $(date +%s) - start )) s ($OUT/bench.log, $OUT/gpu_forward.json)"
+  fi
+  if [[ " $BENCH " == *" backward "* ]]; then
+    start=$(date +%s)
+    # Whatever the budget leaves, less a margin for the exit; the script trims timed calls.
+    deadline=$(( $(seconds_left) - 20 ))
+    (( deadline < 60 )) && deadline=60
+    PYTHONUNBUFFERED=1 python3 bench/gpu_backward.py --lib "$BUILD/libflashattn_bench.so" \
+      --json "$OUT/gpu_backward.json" --deadline-s "$deadline" $BWD_BENCH_ARGS \
+      > "$OUT/bench_backward.log" 2>&1
+    note "bench backward: rc=$? in $(( $(date +%s) - start )) s, deadline $deadline s ($OUT/bench_backward.log, $OUT/gpu_backward.json)"
+  fi
 }
 
 step_tune() {
@@ -131,5 +215,14 @@ step_tune() {
 
 for step in $STEPS; do "step_$step"; done
 
+note "total: $(( $(date +%s) - script_start )) s (budget TOTAL_S=$TOTAL_S)"
 printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"
-if has_step bench; then sed -n '/^dtype d/,$p' "$OUT/bench.log"; fi
+if has_step bench; then
+  if [[ -f "$OUT/bench.log" && " $BENCH " == *" forward "* ]]; then
+    echo; echo "forward TFLOP/s"; sed -n '/^dtype d/,$p' "$OUT/bench.log"
+  fi
+  if [[ -f "$OUT/bench_backward.log" && " $BENCH " == *" backward "* ]]; then
+    echo; sed -n '/^backward TFLOP/,$p' "$OUT/bench_backward.log"
+    grep -q '^backward TFLOP' "$OUT/bench_backward.log" || tail -20 "$OUT/bench_backward.log"
+  fi
+fi
