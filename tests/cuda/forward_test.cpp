@@ -18,167 +18,31 @@
 #include "support/attention_case.h"
 #include "support/case_builders.h"
 #include "support/checks.h"
+#include "support/contract_rows.h"
+#include "support/device_mirror.h"
 #include "support/host_problem.h"
 
 namespace flashattn::testing {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                      \
-  do {                                                                          \
-    if (!flashattn::cuda_available()) GTEST_SKIP() << "no CUDA device present"; \
-  } while (0)
-
-#define CUDA_ASSERT(call)                                                          \
-  do {                                                                             \
-    const cudaError_t error_ = (call);                                             \
-    ASSERT_EQ(error_, cudaSuccess) << #call << ": " << cudaGetErrorString(error_); \
-  } while (0)
-
-// Device copies of every buffer of a HostProblem (inputs and the poisoned outputs).
-class DeviceMirror {
- public:
-  explicit DeviceMirror(HostProblem& problem) : problem_(problem) {
-    for (int id = 0; id < kBufferCount; ++id) {
-      const std::span<std::byte> host = problem.bytes(static_cast<BufferId>(id));
-      if (host.empty()) continue;
-      if (cudaMalloc(&device_[id], host.size()) != cudaSuccess) {
-        device_[id] = nullptr;
-        ok_ = false;
-        continue;
-      }
-      ok_ = ok_ && cudaMemcpy(device_[id], host.data(), host.size(), cudaMemcpyHostToDevice) ==
-                       cudaSuccess;
-    }
-  }
-  ~DeviceMirror() {
-    for (void* pointer : device_) cudaFree(pointer);
-  }
-  DeviceMirror(const DeviceMirror&) = delete;
-  DeviceMirror& operator=(const DeviceMirror&) = delete;
-
-  bool ok() const { return ok_; }
-  const BufferPointers& pointers() const { return device_; }
-  ForwardParams forward_params() const { return problem_.forward_params_at(device_, Device::cuda); }
-  // Copies every output buffer back into the host problem.
-  bool copy_outputs_back() {
-    for (int id = 0; id < kBufferCount; ++id) {
-      if (device_[id] == nullptr || !is_output(static_cast<BufferId>(id))) continue;
-      const std::span<std::byte> host = problem_.bytes(static_cast<BufferId>(id));
-      if (cudaMemcpy(host.data(), device_[id], host.size(), cudaMemcpyDeviceToHost) !=
-          cudaSuccess) {
-        return false;
-      }
-    }
-    return true;
-  }
-
- private:
-  HostProblem& problem_;
-  BufferPointers device_{};
-  bool ok_ = true;
-};
-
 constexpr DType f16 = DType::fp16, b16 = DType::bf16;
 
-// Small cases of every feature: cheap enough for compute-sanitizer (suite "Small").
-std::vector<AttentionCase> small_table() {
-  return {
-      dense(b16, 1, 1, 1, 1, 1, 64),
-      dense(f16, 2, 77, 45, 2, 1, 32),
-      dense(b16, 1, 45, 130, 2, 2, 96),
-      dense(f16, 1, 130, 77, 2, 2, 128),
-      dense(b16, 1, 77, 77, 1, 1, 192),
-      dense(f16, 1, 45, 130, 1, 1, 256),
-      dense(b16, 2, 77, 45, 4, 1, 33),  // odd head dim: unaligned rows, scalar copies
-      value_dim(dense(f16, 1, 45, 77, 2, 1, 64), 96),
-      causal(dense(b16, 1, 130, 45, 2, 2, 64)),  // rows that see no key
-      window(dense(f16, 1, 130, 130, 2, 1, 64), 20, 5),
-      softcap(dense(b16, 1, 77, 130, 2, 2, 64), 3.0f),
-      alibi(causal(dense(f16, 2, 77, 45, 2, 1, 128)), AlibiMode::per_batch_head),
-      dropout(dense(b16, 1, 77, 130, 2, 2, 64), 0.3f),
-      varlen(f16, {{77, 130}, {0, 20}, {30, 0}, {1, 1}}, 2, 1, 64),
-      seqused(causal(dense(b16, 3, 77, 45, 2, 1, 128))),
-      layout(dense(f16, 2, 45, 77, 2, 1, 64), Layout::padded),
-      layout(causal(dense(b16, 1, 77, 45, 2, 2, 128)), Layout::heads_major),
-  };
-}
-
-// The CPU table in fp16 / bf16, plus long sequences and grids that fill the GPU.
+// The contract rows in fp16 / bf16 and the CUDA extras, plus long sequences and grids that
+// fill the GPU.
 std::vector<AttentionCase> table() {
-  return {
-      dense(b16, 1, 1023, 1023, 4, 1, 128),
-      dense(f16, 1, 113, 203, 2, 2, 32),
-      dense(b16, 3, 203, 113, 2, 1, 59),
-      dense(f16, 3, 113, 203, 2, 2, 1),
-      dense(f16, 1, 203, 113, 2, 2, 111),
-      dense(b16, 1, 113, 113, 2, 2, 256),
-      dense(f16, 1, 1023, 1023, 2, 2, 64),
-      dense(b16, 1, 113, 1023, 16, 2, 64),
-      dense(f16, 3, 203, 1, 4, 1, 128),
-      scale(dense(b16, 1, 113, 203, 2, 2, 59), 0.3f),
-      scale(dense(f16, 1, 113, 203, 2, 2, 64), -0.5f),  // negative scale: extras path
-      dense(b16, 3, 1023, 203, 2, 2, 1),
-      dense(f16, 3, 113, 1023, 8, 1, 32),
-      dense(f16, 1, 1023, 1023, 2, 1, 256),
-      dense(b16, 3, 203, 203, 24, 3, 111),
-      dense(f16, 1, 203, 203, 2, 2, 160),
-      dense(b16, 1, 203, 203, 2, 2, 80),
-      value_dim(dense(b16, 1, 113, 203, 2, 1, 64), 32),
-      value_dim(causal(dense(f16, 3, 203, 113, 2, 2, 59)), 128),
-      value_dim(dense(b16, 1, 203, 203, 2, 1, 256), 40),
-      scale(dense(b16, 1, 203, 1023, 2, 2, 64), 2.0f),
-      scale(causal(dense(f16, 3, 113, 203, 2, 1, 128)), 1.5f),
-      scale(dropout(dense(f16, 1, 113, 1023, 2, 2, 32), 0.3f), 1.0f),
-      causal(dense(b16, 1, 1023, 1023, 2, 2, 64)),
-      causal(dense(f16, 3, 113, 203, 2, 1, 128)),
-      causal(dense(b16, 1, 203, 113, 2, 2, 32)),
-      causal(dense(b16, 1, 1023, 113, 2, 1, 59)),
-      window(dense(f16, 1, 203, 203, 2, 2, 64), 32, 16),
-      window(dense(b16, 3, 113, 203, 8, 1, 111), 0, 0),
-      window(dense(f16, 1, 203, 113, 2, 2, 64), -1, 7),
-      window(dense(b16, 1, 113, 203, 2, 2, 128), 40, -1),
-      window(causal(dense(f16, 1, 1023, 1023, 1, 1, 128)), 100, 0),
-      causal(dense(b16, 1, 1023, 1023, 2, 2, 256)),
-      causal(dense(f16, 3, 1, 203, 4, 1, 64)),
-      window(dense(b16, 1, 1023, 113, 2, 2, 32), -1, 0),
-      window(dense(f16, 3, 113, 1023, 2, 1, 1), 3, 200),
-      softcap(dense(b16, 1, 113, 203, 2, 2, 64), 2.0f),
-      softcap(causal(dense(f16, 3, 203, 113, 2, 1, 32)), 5.0f),
-      alibi(dense(f16, 1, 203, 113, 4, 2, 64), AlibiMode::per_head),
-      alibi(causal(dense(b16, 3, 113, 203, 2, 1, 128)), AlibiMode::per_batch_head),
-      dropout(dense(f16, 1, 113, 203, 2, 2, 64), 0.1f),
-      dropout(causal(dense(b16, 3, 203, 113, 2, 1, 59)), 0.3f),
-      dropout(dense(f16, 1, 1023, 203, 2, 2, 32), 0.5f),
-      softcap(dense(f16, 3, 203, 113, 4, 1, 256), 1.0f),
-      alibi(window(dense(b16, 1, 1023, 1023, 2, 2, 64), 64, 64), AlibiMode::per_head),
-      dropout(softcap(causal(dense(f16, 1, 113, 113, 16, 2, 59)), 10.0f), 0.9f),
-      dropout(alibi(softcap(window(dense(b16, 1, 203, 203, 4, 1, 111), 50, 20), 3.0f),
-                    AlibiMode::per_head),
-              0.2f),
-      varlen(f16, {{113, 203}, {0, 50}, {37, 0}, {1, 1}}, 2, 2, 64),
-      causal(varlen(b16, {{203, 113}, {1, 203}, {0, 0}, {113, 113}}, 4, 1, 32)),
-      dropout(varlen(f16, {{50, 70}, {113, 1}, {7, 113}}, 2, 1, 128), 0.25f),
-      alibi(window(varlen(b16, {{113, 203}, {203, 113}}, 2, 2, 59), 30, 30),
-            AlibiMode::per_batch_head),
-      varlen(b16, {{1, 1}, {1023, 1023}, {0, 1}}, 2, 1, 64),
-      dropout(causal(varlen(f16, {{113, 113}, {203, 1023}, {1, 0}}, 8, 1, 111)), 0.1f),
-      seqused(dense(f16, 3, 113, 203, 2, 2, 64)),
-      seqused(causal(dense(b16, 3, 203, 113, 2, 1, 128))),
-      seqused(varlen(b16, {{113, 203}, {37, 0}, {50, 60}}, 2, 2, 32)),
-      layout(dense(b16, 3, 113, 203, 2, 1, 64), Layout::padded),
-      layout(causal(dense(f16, 1, 203, 113, 4, 2, 59)), Layout::heads_major),
-      layout(dropout(dense(b16, 3, 113, 113, 2, 2, 111), 0.15f), Layout::padded),
-      layout(varlen(b16, {{113, 203}, {0, 7}, {60, 60}}, 2, 2, 128), Layout::padded),
-      layout(seqused(varlen(f16, {{203, 113}, {1, 50}}, 4, 1, 64)), Layout::heads_major),
-      layout(softcap(alibi(dense(b16, 1, 113, 203, 2, 2, 256), AlibiMode::per_head), 4.0f),
-             Layout::padded),
-      // Long sequences, and batch * heads * query blocks well past the 132 SMs of an H100.
-      dense(b16, 1, 4096, 4096, 2, 1, 128),
-      causal(dense(f16, 1, 4096, 4096, 2, 2, 64)),
-      causal(dense(b16, 4, 512, 512, 16, 4, 64)),
-      dense(f16, 8, 256, 256, 16, 16, 128),
-      window(dense(b16, 2, 2048, 2048, 8, 2, 256), 256, 0),
-  };
+  std::vector<AttentionCase> rows = contract_rows(Fp32Rows::to_half);
+  const std::vector<AttentionCase> extras = cuda_extra_rows();
+  rows.insert(rows.end(), extras.begin(), extras.end());
+  rows.insert(rows.end(), {
+                              // Long sequences, and batch * heads * query blocks well past the
+                              // 132 SMs of an H100.
+                              dense(b16, 1, 4096, 4096, 2, 1, 128),
+                              causal(dense(f16, 1, 4096, 4096, 2, 2, 64)),
+                              causal(dense(b16, 4, 512, 512, 16, 4, 64)),
+                              dense(f16, 8, 256, 256, 16, 16, 128),
+                              window(dense(b16, 2, 2048, 2048, 8, 2, 256), 256, 0),
+                          });
+  return rows;
 }
 
 void run_and_check(const AttentionCase& row, uint64_t seed) {
@@ -209,7 +73,7 @@ std::string case_name(const ::testing::TestParamInfo<AttentionCase>& info) {
   return info.param.name();
 }
 
-INSTANTIATE_TEST_SUITE_P(Small, CudaForward, ::testing::ValuesIn(small_table()), case_name);
+INSTANTIATE_TEST_SUITE_P(Small, CudaForward, ::testing::ValuesIn(small_rows()), case_name);
 INSTANTIATE_TEST_SUITE_P(Table, CudaForward, ::testing::ValuesIn(table()), case_name);
 
 // Two runs with the same seed and offset give the same mask; another offset gives another.
