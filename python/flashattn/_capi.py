@@ -118,6 +118,9 @@ def _load():
     for name in ("flashattn_backward", "flashattn_validate_backward"):
         getattr(lib, name).argtypes = [ctypes.POINTER(BackwardArgs)]
         getattr(lib, name).restype = ctypes.c_int32
+    lib.flashattn_backward_workspace_size.argtypes = [
+        ctypes.POINTER(BackwardArgs), ctypes.POINTER(ctypes.c_uint64)]
+    lib.flashattn_backward_workspace_size.restype = ctypes.c_int32
     lib.flashattn_select_forward_backend.argtypes = [
         ctypes.POINTER(ForwardArgs), ctypes.POINTER(ctypes.c_int32)]
     lib.flashattn_select_forward_backend.restype = ctypes.c_int32
@@ -261,4 +264,13 @@ def backward(dout, q, k, v, out, lse, dq, dk, dv, cu_seqlens_q=None, cu_seqlens_
     params.lse = Lse(lse.data_ptr(), 0 if varlen else lse.stride(0), lse.stride(-2))
     params.dq, params.dk, params.dv = (_tensor_ref(t, varlen) for t in (dq, dk, dv))
     params.deterministic = int(bool(deterministic))
+    workspace = None
+    if params.args.device == DEVICE_CUDA:
+        # Scratch from PyTorch's caching allocator on the current stream rather than the
+        # library's own allocation: no cudaMalloc per call, and capturable in a CUDA graph.
+        size = ctypes.c_uint64(0)
+        check(lib.flashattn_backward_workspace_size(ctypes.byref(params), ctypes.byref(size)))
+        if size.value > 0:
+            workspace = torch.empty(size.value, dtype=torch.uint8, device=q.device)
+            params.workspace, params.workspace_bytes = workspace.data_ptr(), size.value
     check(lib.flashattn_backward(ctypes.byref(params)))

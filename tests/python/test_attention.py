@@ -199,3 +199,27 @@ def test_strided_inputs_and_non_contiguous_last_dim():
     out = flash_attn_func(q, k, v)  # copied, as flash_attn does
     expected = flash_attn_func(q.contiguous(), k.contiguous(), v)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("varlen", [False, True], ids=["dense", "varlen"])
+def test_deterministic_reaches_the_library(monkeypatch, deterministic, varlen):
+    from flashattn import _capi
+    seen = []
+    library_backward = _capi.lib.flashattn_backward
+
+    def recording_backward(params):  # a ctypes byref(BackwardArgs)
+        seen.append(params._obj.deterministic)
+        return library_backward(params)
+
+    monkeypatch.setattr(_capi.lib, "flashattn_backward", recording_backward)
+    generator = torch.Generator().manual_seed(9)
+    q, k, v = [torch.randn(2, 6, 2, 16, generator=generator).requires_grad_() for _ in range(3)]
+    if varlen:
+        cu = torch.tensor([0, 6, 12], dtype=torch.int32)
+        out = flash_attn_varlen_func(*(t.flatten(0, 1) for t in (q, k, v)), cu, cu, 6, 6,
+                                     deterministic=deterministic)
+    else:
+        out = flash_attn_func(q, k, v, deterministic=deterministic)
+    torch.autograd.grad(out.sum(), [q, k, v])
+    assert seen == [int(deterministic)]

@@ -1,10 +1,13 @@
-"""CUDA tensors: forward against the fp64 reference, the current (non-default) stream, CUDA-graph
-capture and replay, dropout masks equal to the CPU backend's, the backward's status."""
+"""CUDA tensors: forward and gradients against the fp64 reference (the DESIGN.md criterion, 2x
+for out, 3x for gradients), the current (non-default) stream, CUDA-graph capture and replay of
+the forward and of forward + backward, dropout masks equal to the CPU backend's and applied by
+the backward, bitwise reproducible deterministic gradients."""
 
 import pytest
 import torch
 
 import flashattn
+from flashattn import FlashAttnUnsupportedError
 from attention_reference import assert_close, dense_reference, varlen_reference
 from flashattn import flash_attn_func, flash_attn_varlen_func
 
@@ -107,22 +110,187 @@ def test_dropout_mask_equals_the_cpu_backend():
     assert torch.equal(mask_gpu.cpu() >= 0, mask_cpu >= 0)
 
 
+def _cuda_backward_missing():
+    """The message while the CUDA backward has not landed in this build (issue 5), else None."""
+    if not torch.cuda.is_available() or not flashattn.cuda_available():
+        return None
+    q, k, v = [t.requires_grad_() for t in _qkv(1, 8, 8, 1, 1, 64, torch.float16)]
+    try:
+        torch.autograd.grad(flash_attn_func(q, k, v).sum(), [q, k, v])
+    except FlashAttnUnsupportedError as error:
+        if "not implemented" in str(error):
+            return str(error)
+    except Exception:  # noqa: BLE001 - any other failure is for the tests below to report
+        pass
+    return None
+
+
+BACKWARD_MISSING = _cuda_backward_missing()
+needs_backward = pytest.mark.skipif(BACKWARD_MISSING is not None,
+                                    reason=f"CUDA backward not in this build: {BACKWARD_MISSING}")
+
+
+def _leaves(tensors):
+    return [t.detach().clone().requires_grad_() for t in tensors]
+
+
+def _dout(shape, dtype, seed=1):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+def _assert_grads_close(grads, out_ref, leaves_ref, out_lowp, leaves_lowp, dout):
+    """grads of ours against the fp64 reference's, with the input-dtype reference's error."""
+    grads_ref = torch.autograd.grad(out_ref, leaves_ref, dout.double().to(out_ref.device))
+    grads_lowp = torch.autograd.grad(out_lowp, leaves_lowp, dout.to(out_lowp.device))
+    for name, grad, grad_ref, grad_lowp in zip("qkv", grads, grads_ref, grads_lowp):
+        assert grad.is_cuda
+        assert_close(grad.cpu(), grad_ref.cpu(), grad_lowp.cpu(), 3.0, name=f"d{name}")
+
+
+@needs_backward
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("case", CASES.keys())
+def test_gradients_against_reference(case, dtype):
+    batch, sq, sk, hq, hk, d, options = CASES[case]
+    options = dict(options)
+    alibi = torch.rand(hq, generator=torch.Generator().manual_seed(2)) * 0.2 \
+        if options.pop("alibi", False) else None
+    q, k, v = _leaves(_qkv(batch, sq, sk, hq, hk, d, dtype))
+    out = flash_attn_func(q, k, v, alibi_slopes=None if alibi is None else alibi.cuda(),
+                          **options)
+    dout = _dout(out.shape, dtype)
+    grads = torch.autograd.grad(out, [q, k, v], dout.cuda())
+    ref64 = [t.detach().cpu().double().requires_grad_() for t in (q, k, v)]
+    ref = dense_reference(*ref64, alibi_slopes=alibi, **options)
+    lowp = _leaves((q, k, v))
+    ref_lowp = dense_reference(*lowp, alibi_slopes=alibi, explicit=True, **options)
+    _assert_grads_close(grads, ref, ref64, ref_lowp, lowp, dout)
+
+
+@needs_backward
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float16", "bfloat16"])
+def test_varlen_gradients_with_empty_sequences(dtype):
+    lens_q, lens_k = [17, 0, 64, 5, 33], [30, 9, 64, 0, 20]
+    cu_q = torch.tensor([0] + lens_q).cumsum(0).to(torch.int32)
+    cu_k = torch.tensor([0] + lens_k).cumsum(0).to(torch.int32)
+    generator = torch.Generator().manual_seed(1)
+    q = torch.randn(sum(lens_q), 4, 64, generator=generator).to(dtype)
+    k = torch.randn(sum(lens_k), 2, 64, generator=generator).to(dtype)
+    v = torch.randn(sum(lens_k), 2, 64, generator=generator).to(dtype)
+    q, k, v = _leaves((t.cuda() for t in (q, k, v)))
+    out = flash_attn_varlen_func(q, k, v, cu_q.cuda(), cu_k.cuda(), max(lens_q), max(lens_k),
+                                 causal=True, window_size=(24, -1))
+    dout = _dout(out.shape, dtype)
+    grads = torch.autograd.grad(out, [q, k, v], dout.cuda())
+    options = {"causal": True, "window_size": (24, -1)}
+    ref64 = [t.detach().cpu().double().requires_grad_() for t in (q, k, v)]
+    ref = varlen_reference(*ref64, cu_q, cu_k, **options)
+    lowp = _leaves((q, k, v))
+    ref_lowp = varlen_reference(*lowp, cu_q, cu_k, explicit=True, **options)
+    _assert_grads_close(grads, ref, ref64, ref_lowp, lowp, dout)
+
+
+@needs_backward
+@pytest.mark.parametrize("varlen", [False, True], ids=["dense", "varlen"])
+def test_dropout_gradients_through_the_returned_mask(varlen):
+    p, dtype = 0.25, torch.bfloat16
+    q, k, v = _leaves(_qkv(2, 72, 96, 4, 2, 64, dtype))
+    options = {"causal": True, "softcap": 5.0}
+    torch.manual_seed(7)
+    if varlen:
+        cu = [torch.tensor(lens, dtype=torch.int32, device="cuda")
+              for lens in ([0, 72, 144], [0, 96, 192])]
+        out, _, s_dmask = flash_attn_varlen_func(
+            *(t.flatten(0, 1) for t in (q, k, v)), *cu, 72, 96, dropout_p=p,
+            return_attn_probs=True, **options)
+        out = out.unflatten(0, (2, 72))
+    else:
+        out, _, s_dmask = flash_attn_func(q, k, v, dropout_p=p, return_attn_probs=True,
+                                          **options)
+    keep = (s_dmask >= 0).cpu()
+    dout = _dout(out.shape, dtype)
+    grads = torch.autograd.grad(out, [q, k, v], dout.cuda())
+    ref64 = [t.detach().cpu().double().requires_grad_() for t in (q, k, v)]
+    ref = dense_reference(*ref64, dropout_p=p, keep=keep, **options)
+    lowp = _leaves((q, k, v))
+    ref_lowp = dense_reference(*lowp, dropout_p=p, keep=keep.cuda(), **options)
+    _assert_grads_close(grads, ref, ref64, ref_lowp, lowp, dout)
+
+
+def _train_step(q, k, v, dout, deterministic=False, **options):
+    out = flash_attn_func(q, k, v, deterministic=deterministic, **options)
+    return [out] + list(torch.autograd.grad(out, [q, k, v], dout))
+
+
+@needs_backward
+@pytest.mark.parametrize("case", ["gqa-causal", "softcap-alibi-window"])
+def test_deterministic_gradients_are_bitwise_identical(case):
+    # Long enough that many key blocks add into each dq row (the atomics of the default path).
+    q, k, v = _leaves(_qkv(2, 1024, 1024, 8, 2, 64, torch.bfloat16))
+    options = {"causal": True} if case == "gqa-causal" else \
+        {"softcap": 10.0, "alibi_slopes": torch.full((8,), 0.05, device="cuda"),
+         "window_size": (300, 40)}
+    dout = _dout(q.shape, torch.bfloat16).cuda()
+    first = _train_step(q, k, v, dout, deterministic=True, **options)
+    for _ in range(4):
+        again = _train_step(q, k, v, dout, deterministic=True, **options)
+        for name, a, b in zip(("out", "dq", "dk", "dv"), first, again):
+            assert torch.equal(a, b), f"{name} differs between deterministic runs"
+    # The default path may reorder additions, never change the result beyond rounding.
+    default = _train_step(q, k, v, dout, **options)
+    for a, b in zip(first[1:], default[1:]):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
+@needs_backward
+def test_cuda_graph_capture_and_replay_of_forward_and_backward():
+    static = _leaves(_qkv(2, 256, 256, 4, 2, 64, torch.float16))
+    static_dout = _dout(static[0].shape, torch.float16).cuda()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up outside the capture, as PyTorch recommends
+        for _ in range(2):
+            _train_step(*static, static_dout, deterministic=True, causal=True)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = _train_step(*static, static_dout, deterministic=True, causal=True)
+    for seed in range(3):
+        generator = torch.Generator().manual_seed(10 + seed)
+        with torch.no_grad():
+            for t in static + [static_dout]:
+                t.copy_(torch.randn(t.shape, generator=generator).to(t.dtype))
+        graph.replay()
+        eager = _train_step(*static, static_dout, deterministic=True, causal=True)
+        for name, a, b in zip(("out", "dq", "dk", "dv"), captured, eager):
+            assert torch.equal(a, b), f"{name}: replay differs from eager (seed {seed})"
+
+
+@needs_backward
+def test_backward_runs_on_the_current_non_default_stream():
+    q, k, v = _leaves(_qkv(2, 512, 512, 4, 4, 64, torch.bfloat16))
+    dout = _dout(q.shape, torch.bfloat16).cuda()
+    expected = _train_step(q, k, v, dout, deterministic=True, causal=True)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        # Produced on `stream`: a launch on another stream would race with these.
+        q2, k2, v2 = _leaves((q * 1.0, k * 1.0, v * 1.0))
+        dout2 = dout * 1.0
+        results = _train_step(q2, k2, v2, dout2, deterministic=True, causal=True)
+    torch.cuda.current_stream().wait_stream(stream)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), results, expected):
+        assert torch.equal(a, b), f"{name} differs on the non-default stream"
+
+
 def test_backward_runs_or_raises_unsupported():
     q, k, v = [t.requires_grad_() for t in _qkv(1, 64, 64, 2, 2, 64, torch.float16)]
     out = flash_attn_func(q, k, v, causal=True)
     try:
-        dq, dk, dv = torch.autograd.grad(out.float().sum(), [q, k, v])
+        torch.autograd.grad(out.float().sum(), [q, k, v])
     except NotImplementedError as error:
+        assert BACKWARD_MISSING is not None, f"unsupported although the probe ran: {error}"
         assert "backward" in str(error) or "cuda" in str(error)
-        return
-    cpu = [t.detach().cpu().double().requires_grad_() for t in (q, k, v)]
-    ref = dense_reference(*cpu, causal=True)
-    grads_ref = torch.autograd.grad(ref.sum(), cpu)
-    lowp = [t.detach().clone().requires_grad_() for t in (q, k, v)]
-    ref_lowp = dense_reference(*lowp, causal=True, explicit=True)
-    grads_lowp = torch.autograd.grad(ref_lowp.float().sum(), lowp)
-    for name, grad, grad_ref, grad_lowp in zip("qkv", (dq, dk, dv), grads_ref, grads_lowp):
-        assert_close(grad.cpu(), grad_ref, grad_lowp.cpu(), 3.0, name=f"d{name}")
 
 
 def test_fp64_and_mixed_devices_rejected():
@@ -156,7 +324,7 @@ def test_packed_strided_inputs_match_contiguous():
 @pytest.mark.skipif(not hasattr(torch.library, "opcheck"), reason="needs PyTorch >= 2.4")
 @pytest.mark.parametrize("varlen", [False, True], ids=["dense", "varlen"])
 def test_opcheck_fwd_cuda(varlen):
-    q, k, v = _qkv(2, 40, 56, 4, 2, 64, torch.bfloat16)  # no grad: the CUDA backward is to come
+    q, k, v = _qkv(2, 40, 56, 4, 2, 64, torch.bfloat16)
     seqlens = (None, None, 0, 0)
     if varlen:
         q, k, v = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
