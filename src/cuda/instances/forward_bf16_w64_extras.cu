@@ -2,6 +2,5 @@
 #include "cuda/sm80/forward_kernel.cuh"
 
 namespace flashattn::cuda_sm80 {
-template Status launch_forward<DType::bf16, 64, true>(const ForwardKernelArgs&,
-                                                              cudaStream_t);
+template Status launch_forward<DType::bf16, 64, true>(const ForwardKernelArgs&, cudaStream_t);
 }  // namespace flashattn::cuda_sm80

@@ -13,21 +13,23 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "api/backends.h"
 #include "common/philox.h"
+#include "cuda/sm80/backward_args.h"
 #include "cuda/sm80/forward_args.h"
 
 namespace flashattn::cuda_sm80 {
 namespace {
 
-constexpr const char* kBackwardMissing = "cuda backward: not implemented yet (issue 5)";
 constexpr int kMaxGridYZ = 65535;
 // Row indices inside a sequence are 32-bit in the kernels (offsets are 64-bit).
 constexpr int64_t kMaxSeqlen = INT32_MAX - 1024;
 
 using LaunchForward = Status (*)(const ForwardKernelArgs&, cudaStream_t);
+using LaunchBackward = Status (*)(const BackwardKernelArgs&, cudaStream_t);
 
 // The instances this build contains (CMake writes the list from FLASHATTN_HDIMS / _DTYPES).
 LaunchForward find_forward(DType dtype, int width, bool extras) {
@@ -36,7 +38,22 @@ LaunchForward find_forward(DType dtype, int width, bool extras) {
     return extras ? &launch_forward<DType::DTYPE, WIDTH, true>   \
                   : &launch_forward<DType::DTYPE, WIDTH, false>; \
   }
+#define FLASHATTN_BACKWARD_INSTANCE(DTYPE, WIDTH)
 #include "flashattn_cuda_instances.inc"
+#undef FLASHATTN_BACKWARD_INSTANCE
+#undef FLASHATTN_FORWARD_INSTANCE
+  return nullptr;
+}
+
+LaunchBackward find_backward(DType dtype, int width, bool extras) {
+#define FLASHATTN_FORWARD_INSTANCE(DTYPE, WIDTH)
+#define FLASHATTN_BACKWARD_INSTANCE(DTYPE, WIDTH)                      \
+  if (dtype == DType::DTYPE && width == WIDTH) {                       \
+    return extras ? &launch_backward_main<DType::DTYPE, WIDTH, true>   \
+                  : &launch_backward_main<DType::DTYPE, WIDTH, false>; \
+  }
+#include "flashattn_cuda_instances.inc"
+#undef FLASHATTN_BACKWARD_INSTANCE
 #undef FLASHATTN_FORWARD_INSTANCE
   return nullptr;
 }
@@ -92,7 +109,19 @@ bool vectorizable(const TensorRef& tensor, bool varlen) {
 
 }  // namespace
 
-std::string unsupported_reason(const ForwardParams& params) {
+namespace {
+
+struct Operand {
+  const char* name;
+  const void* pointer;
+  int64_t alignment;
+};
+
+// The checks forward and backward share: dtype, a tile width with a kernel of `direction` in
+// this build (has_kernel), grid and length limits, the device, and every pointer in operands.
+template <typename HasKernel>
+std::string shared_unsupported_reason(const AttentionArgs& params, const char* direction,
+                                      HasKernel has_kernel, std::initializer_list<Operand> operands) {
   if (params.dtype != DType::fp16 && params.dtype != DType::bf16) {
     return std::string("dtype: expected fp16 or bf16, got ") + to_string(params.dtype);
   }
@@ -101,9 +130,9 @@ std::string unsupported_reason(const ForwardParams& params) {
     return "head_dim: the largest tile is 256, got head_dim " + std::to_string(params.head_dim) +
            " and head_dim_v " + std::to_string(params.head_dim_v);
   }
-  if (find_forward(params.dtype, width, false) == nullptr) {
-    return std::string("no forward kernel for ") + to_string(params.dtype) + " tile width " +
-           std::to_string(width) +
+  if (!has_kernel(params.dtype, width)) {
+    return std::string("no ") + direction + " kernel for " + to_string(params.dtype) +
+           " tile width " + std::to_string(width) +
            " in this build (narrowed by FLASHATTN_HDIMS / FLASHATTN_DTYPES)";
   }
   if (params.batch > kMaxGridYZ || params.heads_q > kMaxGridYZ) {
@@ -134,23 +163,7 @@ std::string unsupported_reason(const ForwardParams& params) {
            " is sm" + std::to_string(major * 10 + minor);
   }
 
-  const struct {
-    const char* name;
-    const void* pointer;
-    int64_t alignment;
-  } operands[] = {
-      {"q", params.q.data, 2},
-      {"k", params.k.data, 2},
-      {"v", params.v.data, 2},
-      {"out", params.out.data, 2},
-      {"lse", params.lse.data, 4},
-      {"cu_seqlens_q", params.cu_seqlens_q, 4},
-      {"cu_seqlens_k", params.cu_seqlens_k, 4},
-      {"seqused_k", params.seqused_k, 4},
-      {"alibi_slopes", params.alibi_slopes, 4},
-      {"dropout_mask", params.dropout_mask, 1},
-  };
-  for (const auto& operand : operands) {
+  for (const Operand& operand : operands) {
     std::string problem =
         device_pointer_problem(operand.name, operand.pointer, device, operand.alignment);
     if (!problem.empty()) return problem;
@@ -158,40 +171,61 @@ std::string unsupported_reason(const ForwardParams& params) {
   return {};
 }
 
-std::string unsupported_reason(const BackwardParams&) {
-  return kBackwardMissing;
+}  // namespace
+
+std::string unsupported_reason(const ForwardParams& params) {
+  return shared_unsupported_reason(
+      params, "forward",
+      [](DType dtype, int width) { return find_forward(dtype, width, false) != nullptr; },
+      {
+          {"q", params.q.data, 2},
+          {"k", params.k.data, 2},
+          {"v", params.v.data, 2},
+          {"out", params.out.data, 2},
+          {"lse", params.lse.data, 4},
+          {"cu_seqlens_q", params.cu_seqlens_q, 4},
+          {"cu_seqlens_k", params.cu_seqlens_k, 4},
+          {"seqused_k", params.seqused_k, 4},
+          {"alibi_slopes", params.alibi_slopes, 4},
+          {"dropout_mask", params.dropout_mask, 1},
+      });
 }
 
-Status forward(const ForwardParams& params) {
-  if (params.batch == 0 || params.heads_q == 0 || params.seqlen_q == 0) return Status::Ok();
+std::string unsupported_reason(const BackwardParams& params) {
+  return shared_unsupported_reason(
+      params, "backward",
+      [](DType dtype, int width) { return find_backward(dtype, width, false) != nullptr; },
+      {
+          {"q", params.q.data, 2},
+          {"k", params.k.data, 2},
+          {"v", params.v.data, 2},
+          {"out", params.out.data, 2},
+          {"dout", params.dout.data, 2},
+          {"lse", params.lse.data, 4},
+          {"dq", params.dq.data, 2},
+          {"dk", params.dk.data, 2},
+          {"dv", params.dv.data, 2},
+          {"cu_seqlens_q", params.cu_seqlens_q, 4},
+          {"cu_seqlens_k", params.cu_seqlens_k, 4},
+          {"seqused_k", params.seqused_k, 4},
+          {"alibi_slopes", params.alibi_slopes, 4},
+          {"workspace", params.workspace, 16},
+      });
+}
+
+namespace {
+
+// The kernels' view of the problem, shared by forward and backward (out and lse are the
+// forward's results in both).
+ForwardKernelArgs attention_args(const AttentionArgs& params, const TensorRef& out,
+                                 const LseRef& lse) {
   const bool varlen = params.cu_seqlens_q != nullptr;
-  const int width = tile_width(params.head_dim, params.head_dim_v);
-  const LaunchForward launch = find_forward(params.dtype, width, needs_extras(params));
-  if (launch == nullptr) {
-    return Status::Unsupported(std::string("cuda forward: no kernel for ") +
-                               to_string(params.dtype) + " tile width " + std::to_string(width));
-  }
-  cudaStream_t stream = static_cast<cudaStream_t>(params.stream);
-
-  if (params.dropout_p > 0.0f && params.dropout_mask != nullptr) {
-    // The kernels write the mask only inside the key blocks they visit; everything else
-    // (skipped blocks, padding of varlen sequences) is 0 = "not kept".
-    const size_t bytes =
-        static_cast<size_t>(params.batch * params.heads_q * params.seqlen_q * params.seqlen_k);
-    const cudaError_t error = cudaMemsetAsync(params.dropout_mask, 0, bytes, stream);
-    if (error != cudaSuccess) {
-      return {StatusCode::cuda_error,
-              std::string("cuda forward: clearing dropout_mask: ") + cudaGetErrorString(error)};
-    }
-  }
-
   ForwardKernelArgs args{};
   args.q = params.q.data;
   args.k = params.k.data;
   args.v = params.v.data;
-  args.out = params.out.data;
-  args.lse = params.lse.data;
-  args.dropout_mask = params.dropout_p > 0.0f ? params.dropout_mask : nullptr;
+  args.out = out.data;
+  args.lse = lse.data;
   args.q_batch_stride = params.q.batch_stride;
   args.q_row_stride = params.q.row_stride;
   args.q_head_stride = params.q.head_stride;
@@ -201,11 +235,11 @@ Status forward(const ForwardParams& params) {
   args.v_batch_stride = params.v.batch_stride;
   args.v_row_stride = params.v.row_stride;
   args.v_head_stride = params.v.head_stride;
-  args.out_batch_stride = params.out.batch_stride;
-  args.out_row_stride = params.out.row_stride;
-  args.out_head_stride = params.out.head_stride;
-  args.lse_batch_stride = params.lse.batch_stride;
-  args.lse_head_stride = params.lse.head_stride;
+  args.out_batch_stride = out.batch_stride;
+  args.out_row_stride = out.row_stride;
+  args.out_head_stride = out.head_stride;
+  args.lse_batch_stride = lse.batch_stride;
+  args.lse_head_stride = lse.head_stride;
   args.cu_seqlens_q = params.cu_seqlens_q;
   args.cu_seqlens_k = params.cu_seqlens_k;
   args.seqused_k = params.seqused_k;
@@ -231,16 +265,136 @@ Status forward(const ForwardParams& params) {
   args.vectorized_q = vectorizable(params.q, varlen);
   args.vectorized_k = vectorizable(params.k, varlen);
   args.vectorized_v = vectorizable(params.v, varlen);
-  args.vectorized_out = vectorizable(params.out, varlen);
+  args.vectorized_out = vectorizable(out, varlen);
+  return args;
+}
+
+int64_t rows_total(const AttentionArgs& params) {
+  return params.cu_seqlens_q != nullptr ? params.total_q : params.batch * params.seqlen_q;
+}
+
+int query_blocks(const AttentionArgs& params) {
+  return static_cast<int>((params.seqlen_q + kBackwardBlockM - 1) / kBackwardBlockM);
+}
+
+BackwardWorkspaceLayout workspace_layout(const BackwardParams& params) {
+  return backward_workspace_layout(params.heads_q, rows_total(params),
+                                   tile_width(params.head_dim, params.head_dim_v), params.batch,
+                                   query_blocks(params), params.deterministic);
+}
+
+Status cuda_failure(const char* what, cudaError_t error) {
+  return {error == cudaErrorMemoryAllocation ? StatusCode::out_of_memory : StatusCode::cuda_error,
+          std::string("cuda backward: ") + what + ": " + cudaGetErrorString(error)};
+}
+
+}  // namespace
+
+Status forward(const ForwardParams& params) {
+  if (params.batch == 0 || params.heads_q == 0 || params.seqlen_q == 0) return Status::Ok();
+  const int width = tile_width(params.head_dim, params.head_dim_v);
+  const LaunchForward launch = find_forward(params.dtype, width, needs_extras(params));
+  if (launch == nullptr) {
+    return Status::Unsupported(std::string("cuda forward: no kernel for ") +
+                               to_string(params.dtype) + " tile width " + std::to_string(width));
+  }
+  cudaStream_t stream = static_cast<cudaStream_t>(params.stream);
+
+  if (params.dropout_p > 0.0f && params.dropout_mask != nullptr) {
+    // The kernels write the mask only inside the key blocks they visit; everything else
+    // (skipped blocks, padding of varlen sequences) is 0 = "not kept".
+    const size_t bytes =
+        static_cast<size_t>(params.batch * params.heads_q * params.seqlen_q * params.seqlen_k);
+    const cudaError_t error = cudaMemsetAsync(params.dropout_mask, 0, bytes, stream);
+    if (error != cudaSuccess) {
+      return {StatusCode::cuda_error,
+              std::string("cuda forward: clearing dropout_mask: ") + cudaGetErrorString(error)};
+    }
+  }
+
+  ForwardKernelArgs args = attention_args(params, params.out, params.lse);
+  args.dropout_mask = params.dropout_p > 0.0f ? params.dropout_mask : nullptr;
   return launch(args, stream);
 }
 
-Status backward(const BackwardParams&) {
-  return Status::Unsupported(kBackwardMissing);
+Status backward_workspace_size(const BackwardParams& params, size_t* bytes) {
+  *bytes = workspace_layout(params).total;
+  return Status::Ok();
 }
 
-Status backward_workspace_size(const BackwardParams&, size_t*) {
-  return Status::Unsupported(kBackwardMissing);
+// Pre-pass (delta, LSE in log2 units), main kernel (dK, dV; dQ in fp32), post-pass (dQ).
+Status backward(const BackwardParams& params) {
+  if (params.batch == 0 || params.heads_q == 0) return Status::Ok();
+  const bool varlen = params.cu_seqlens_q != nullptr;
+  const int width = tile_width(params.head_dim, params.head_dim_v);
+  const LaunchBackward launch = find_backward(params.dtype, width, needs_extras(params));
+  if (launch == nullptr) {
+    return Status::Unsupported(std::string("cuda backward: no kernel for ") +
+                               to_string(params.dtype) + " tile width " + std::to_string(width));
+  }
+  cudaStream_t stream = static_cast<cudaStream_t>(params.stream);
+  const BackwardWorkspaceLayout layout = workspace_layout(params);
+  if (params.workspace != nullptr && params.workspace_bytes < layout.total) {
+    return Status::InvalidArgument("workspace: needs " + std::to_string(layout.total) +
+                                   " bytes (backward_workspace_size), got " +
+                                   std::to_string(params.workspace_bytes));
+  }
+
+  // Without a caller's workspace, a stream-ordered allocation (capturable in CUDA graphs).
+  void* allocated = nullptr;
+  if (params.workspace == nullptr) {
+    const cudaError_t error = cudaMallocAsync(&allocated, layout.total, stream);
+    if (error != cudaSuccess) {
+      cudaGetLastError();
+      return cuda_failure("allocating the workspace", error);
+    }
+  }
+  auto* workspace = static_cast<unsigned char*>(allocated != nullptr ? allocated : params.workspace);
+
+  BackwardKernelArgs args{};
+  args.attention = attention_args(params, params.out, params.lse);
+  args.dout = params.dout.data;
+  args.dout_batch_stride = params.dout.batch_stride;
+  args.dout_row_stride = params.dout.row_stride;
+  args.dout_head_stride = params.dout.head_stride;
+  args.dq = params.dq.data;
+  args.dq_batch_stride = params.dq.batch_stride;
+  args.dq_row_stride = params.dq.row_stride;
+  args.dq_head_stride = params.dq.head_stride;
+  args.dk = params.dk.data;
+  args.dk_batch_stride = params.dk.batch_stride;
+  args.dk_row_stride = params.dk.row_stride;
+  args.dk_head_stride = params.dk.head_stride;
+  args.dv = params.dv.data;
+  args.dv_batch_stride = params.dv.batch_stride;
+  args.dv_row_stride = params.dv.row_stride;
+  args.dv_head_stride = params.dv.head_stride;
+  args.lse_log2 = reinterpret_cast<float*>(workspace + layout.lse_log2);
+  args.delta = reinterpret_cast<float*>(workspace + layout.delta);
+  args.dq_accum = reinterpret_cast<float*>(workspace + layout.dq_accum);
+  args.semaphores =
+      params.deterministic ? reinterpret_cast<int*>(workspace + layout.semaphores) : nullptr;
+  args.rows_total = rows_total(params);
+  args.dq_accum_width = width;
+  args.m_blocks = query_blocks(params);
+  args.dq_scale = needs_extras(params) ? 1.0f : params.softmax_scale;
+  args.vectorized_dout = vectorizable(params.dout, varlen);
+  args.vectorized_dq = vectorizable(params.dq, varlen);
+  args.vectorized_dk = vectorizable(params.dk, varlen);
+  args.vectorized_dv = vectorizable(params.dv, varlen);
+
+  Status status = Status::Ok();
+  const cudaError_t cleared = cudaMemsetAsync(workspace + layout.zeroed_begin, 0,
+                                              layout.total - layout.zeroed_begin, stream);
+  if (cleared != cudaSuccess) status = cuda_failure("clearing the workspace", cleared);
+  if (status.ok()) status = launch_backward_prepare(params.dtype, args, stream);
+  if (status.ok()) status = launch(args, stream);
+  if (status.ok()) status = launch_backward_finish(params.dtype, args, stream);
+  if (allocated != nullptr) {
+    const cudaError_t freed = cudaFreeAsync(allocated, stream);
+    if (freed != cudaSuccess && status.ok()) status = cuda_failure("freeing the workspace", freed);
+  }
+  return status;
 }
 
 }  // namespace flashattn::cuda_sm80

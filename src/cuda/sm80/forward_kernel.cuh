@@ -14,7 +14,10 @@
 #include "cuda/common/ptx.cuh"
 #include "cuda/common/register_tile.cuh"
 #include "cuda/common/smem_tile.cuh"
+#include "cuda/sm80/element_type.cuh"
 #include "cuda/sm80/forward_args.h"
+#include "cuda/sm80/sequence_view.cuh"
+#include "cuda/sm80/warp_gemm.cuh"
 
 namespace flashattn::cuda_sm80 {
 
@@ -54,127 +57,6 @@ struct ForwardConfig {
   static_assert(kBlockM % (16 * kWarps) == 0, "each warp owns whole m16 tiles");
   static_assert(kBlockN % 16 == 0 && kWidth % 16 == 0, "k16 steps");
 };
-
-// Where one (batch, head) problem lives: sequence lengths and operand views.
-struct SequenceView {
-  int len_q;       // query rows of this sequence
-  int len_k;       // keys that take part (seqused_k applied): the mask's seqlen_k
-  int64_t q_row0;  // packed row of the first query (varlen), else 0
-  int64_t q_offset, k_offset, v_offset, out_offset;
-};
-
-__device__ __forceinline__ SequenceView sequence_view(const ForwardKernelArgs& args, int b, int h) {
-  SequenceView view{};
-  const int h_kv = h / (args.heads_q / args.heads_kv);
-  int64_t k_row0 = 0;
-  if (args.cu_seqlens_q != nullptr) {
-    // cu_seqlens cannot be checked on the host for device memory: clamp to the declared sizes
-    // so that inconsistent values give wrong rows, never out-of-bounds accesses.
-    const int64_t q_begin = min(max(int64_t{args.cu_seqlens_q[b]}, int64_t{0}), args.total_q);
-    const int64_t q_end = min(max(int64_t{args.cu_seqlens_q[b + 1]}, q_begin), args.total_q);
-    const int64_t k_begin = min(max(int64_t{args.cu_seqlens_k[b]}, int64_t{0}), args.total_k);
-    const int64_t k_end = min(max(int64_t{args.cu_seqlens_k[b + 1]}, k_begin), args.total_k);
-    view.q_row0 = q_begin;
-    k_row0 = k_begin;
-    view.len_q = static_cast<int>(min(q_end - q_begin, int64_t{args.seqlen_q}));
-    view.len_k = static_cast<int>(min(k_end - k_begin, int64_t{args.seqlen_k}));
-    view.q_offset = q_begin * args.q_row_stride;
-    view.k_offset = k_row0 * args.k_row_stride;
-    view.v_offset = k_row0 * args.v_row_stride;
-    view.out_offset = q_begin * args.out_row_stride;
-  } else {
-    view.len_q = args.seqlen_q;
-    view.len_k = args.seqlen_k;
-    view.q_offset = b * args.q_batch_stride;
-    view.k_offset = b * args.k_batch_stride;
-    view.v_offset = b * args.v_batch_stride;
-    view.out_offset = b * args.out_batch_stride;
-  }
-  if (args.seqused_k != nullptr) view.len_k = max(0, min(args.seqused_k[b], view.len_k));
-  view.q_offset += h * args.q_head_stride;
-  view.k_offset += h_kv * args.k_head_stride;
-  view.v_offset += h_kv * args.v_head_stride;
-  view.out_offset += h * args.out_head_stride;
-  return view;
-}
-
-// S = Q K^T for one warp's rows over the whole tile width. With kPrefetch the fragments are
-// loaded one mma step ahead (double-buffered registers) so that ldmatrix latency hides behind
-// the tensor cores; without, each is loaded right before its use.
-template <typename T, int kWidth, bool kPrefetch, int kMTiles, int kNTiles, typename QLanes,
-          typename KLanes>
-__device__ __forceinline__ void gemm_qk(AccTile<kMTiles, kNTiles>& s, const QLanes& q_lanes,
-                                        const KLanes& k_lanes) {
-  constexpr int kPairs = kNTiles / 2;
-  constexpr int kSteps = (kWidth / 16) * kPairs;
-  uint32_t a[2][kMTiles][4];
-  uint32_t b[2][4];
-  auto load_a = [&](int kk) {
-#pragma unroll
-    for (int m = 0; m < kMTiles; ++m) cuda::ldmatrix_x4(a[kk % 2][m], q_lanes.at(m * 16, 2 * kk));
-  };
-  auto load_b = [&](int step) {
-    cuda::ldmatrix_x4(b[step % 2], k_lanes.at(16 * (step % kPairs), 2 * (step / kPairs)));
-  };
-  if constexpr (kPrefetch) {
-    load_a(0);
-    load_b(0);
-  }
-#pragma unroll
-  for (int kk = 0; kk < kWidth / 16; ++kk) {
-#pragma unroll
-    for (int j = 0; j < kPairs; ++j) {
-      const int step = kk * kPairs + j;
-      if constexpr (kPrefetch) {
-        if (step + 1 < kSteps) {
-          if (j + 1 == kPairs) load_a(kk + 1);
-          load_b(step + 1);
-        }
-      } else {
-        if (j == 0) load_a(kk);
-        load_b(step);
-      }
-#pragma unroll
-      for (int m = 0; m < kMTiles; ++m) {
-        cuda::mma_16816<T>(s.v[m][2 * j], a[kk % 2][m], b[step % 2][0], b[step % 2][1]);
-        cuda::mma_16816<T>(s.v[m][2 * j + 1], a[kk % 2][m], b[step % 2][2], b[step % 2][3]);
-      }
-    }
-  }
-}
-
-// O += P V for one warp's rows: P comes from registers (the score accumulators as A
-// fragments), V through ldmatrix.trans, one step ahead with kPrefetch.
-template <typename T, int kWidth, bool kPrefetch, int kMTiles, int kKSteps, int kDTiles,
-          typename VLanes>
-__device__ __forceinline__ void gemm_pv(AccTile<kMTiles, kDTiles>& o,
-                                        const uint32_t (&p)[kMTiles][kKSteps][4],
-                                        const VLanes& v_lanes) {
-  constexpr int kPairs = kDTiles / 2;
-  constexpr int kSteps = kKSteps * kPairs;
-  uint32_t b[2][4];
-  auto load_b = [&](int step) {
-    cuda::ldmatrix_x4_trans(b[step % 2], v_lanes.at(16 * (step / kPairs), 2 * (step % kPairs)));
-  };
-  if constexpr (kPrefetch) load_b(0);
-#pragma unroll
-  for (int kk = 0; kk < kKSteps; ++kk) {
-#pragma unroll
-    for (int j = 0; j < kPairs; ++j) {
-      const int step = kk * kPairs + j;
-      if constexpr (kPrefetch) {
-        if (step + 1 < kSteps) load_b(step + 1);
-      } else {
-        load_b(step);
-      }
-#pragma unroll
-      for (int m = 0; m < kMTiles; ++m) {
-        cuda::mma_16816<T>(o.v[m][2 * j], p[m][kk], b[step % 2][0], b[step % 2][1]);
-        cuda::mma_16816<T>(o.v[m][2 * j + 1], p[m][kk], b[step % 2][2], b[step % 2][3]);
-      }
-    }
-  }
-}
 
 template <typename T, int kWidth, bool kExtras>
 __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
@@ -392,41 +274,21 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
                             seq.len_q - m0, args.head_dim_v, args.vectorized_out});
 }
 
-template <DType kDType>
-struct ElementOf;
-template <>
-struct ElementOf<DType::fp16> {
-  using type = __half;
-};
-template <>
-struct ElementOf<DType::bf16> {
-  using type = __nv_bfloat16;
-};
-
 template <DType kDType, int kWidth, bool kExtras>
 Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Config = ForwardConfig<kWidth, kExtras>;
   using T = typename ElementOf<kDType>::type;
   auto* kernel = &forward_kernel<T, kWidth, kExtras>;
-  // The shared-memory limit is a per-device function attribute: raise it once per device.
   static std::atomic<uint64_t> raised_on_devices{0};
-  int device = 0;
-  cudaError_t error = cudaGetDevice(&device);
-  const uint64_t device_bit = device < 64 ? uint64_t{1} << device : 0;
-  if (error == cudaSuccess && (raised_on_devices.load() & device_bit) == 0) {
-    error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 Config::kSmemBytes);
-    if (error == cudaSuccess) raised_on_devices.fetch_or(device_bit);
-  }
-  if (error != cudaSuccess) {
-    return {StatusCode::cuda_error, std::string("cuda forward: cudaFuncSetAttribute(") +
-                                        std::to_string(Config::kSmemBytes) +
-                                        " bytes of shared memory): " + cudaGetErrorString(error)};
+  if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kernel), Config::kSmemBytes,
+                                       raised_on_devices, "cuda forward");
+      !status.ok()) {
+    return status;
   }
   const dim3 grid((args.seqlen_q + Config::kBlockM - 1) / Config::kBlockM, args.batch,
                   args.heads_q);
   kernel<<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(args);
-  error = cudaGetLastError();
+  const cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) {
     return {StatusCode::cuda_error,
             std::string("cuda forward: kernel launch failed: ") + cudaGetErrorString(error)};

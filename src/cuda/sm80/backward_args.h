@@ -1,0 +1,69 @@
+// The plain-data argument block of the sm80 backward kernels (pre-pass, main kernel,
+// post-pass), the layout of their workspace, and the entry points of the compiled instances.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/sm80/forward_args.h"
+#include "flashattn/types.h"
+
+namespace flashattn::cuda_sm80 {
+
+// Query rows per block of the backward (the main kernel's inner tile, the passes' tile).
+inline constexpr int kBackwardBlockM = 64;
+
+// Everything one backward needs. `attention` describes the problem as for the forward: its
+// out and lse are the forward's results (read), dropout_mask is unused.
+struct BackwardKernelArgs {
+  ForwardKernelArgs attention;
+
+  const void* dout;
+  int64_t dout_batch_stride, dout_row_stride, dout_head_stride;
+  void* dq;
+  int64_t dq_batch_stride, dq_row_stride, dq_head_stride;
+  void* dk;
+  int64_t dk_batch_stride, dk_row_stride, dk_head_stride;
+  void* dv;
+  int64_t dv_batch_stride, dv_row_stride, dv_head_stride;
+
+  // Workspace, per query head h and query row r (dense: r = b * seqlen_q + row, varlen: the
+  // packed row), slot = h * rows_total + r:
+  float* lse_log2;      // [heads_q * rows_total]: the forward's LSE times log2(e)
+  float* delta;         // [heads_q * rows_total]: rowsum(dO * O)
+  float* dq_accum;      // [heads_q * rows_total, dq_accum_width]: dQ in fp32, zeroed
+  int* semaphores;      // deterministic: [batch * heads_q * m_blocks], zeroed; else null
+  int64_t rows_total;
+  int dq_accum_width;   // the tile width
+  int m_blocks;         // query blocks of the longest sequence
+  float dq_scale;       // applied by the post-pass (the softmax scale, 1 with score modifiers)
+
+  bool vectorized_dout, vectorized_dq, vectorized_dk, vectorized_dv;
+};
+
+// Byte offsets of the workspace regions inside one allocation (each 256-byte aligned).
+struct BackwardWorkspaceLayout {
+  size_t lse_log2 = 0;
+  size_t delta = 0;
+  size_t dq_accum = 0;
+  size_t semaphores = 0;
+  size_t zeroed_begin = 0;  // [zeroed_begin, total): cleared before the main kernel
+  size_t total = 0;
+};
+
+BackwardWorkspaceLayout backward_workspace_layout(int64_t heads_q, int64_t rows_total,
+                                                  int width, int64_t batch, int m_blocks,
+                                                  bool deterministic);
+
+// One compiled main-kernel instance (src/cuda/instances/backward_*.cu).
+template <DType kDType, int kWidth, bool kExtras>
+Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream);
+
+// The passes around it (src/cuda/sm80/backward_passes.cu): lse_log2 and delta before,
+// dq_accum -> dq after.
+Status launch_backward_prepare(DType dtype, const BackwardKernelArgs& args, cudaStream_t stream);
+Status launch_backward_finish(DType dtype, const BackwardKernelArgs& args, cudaStream_t stream);
+
+}  // namespace flashattn::cuda_sm80
