@@ -160,10 +160,10 @@ def measure_point(case, ours, args, generator, started, points_left):
                     row[label + "_unchecked"] = True
                 timed[label] = ((lambda state, det=deterministic: point.run(state, det)),
                                 point.states)
-            except common.FlashAttnBenchError as error:
-                row[label + "_error"] = ("unsupported: " if error.code == 2 else "") + \
-                    common.short_error(error)
-    except common.FlashAttnBenchError as error:  # our forward failed
+            except Exception as error:  # unsupported (code 2), failed, or a CUDA error
+                row[label + "_error"] = ("unsupported: " if getattr(error, "code", 0) == 2
+                                         else "") + common.short_error(error)
+    except Exception as error:  # our forward failed
         row["ours_error"] = row["ours_det_error"] = "forward: " + common.short_error(error)
 
     per_round = sum(one_call_s.get(name, 0.0) for name in timed) + 1e-3 * len(timed)
