@@ -97,6 +97,7 @@ std::vector<AttentionCase> cuda_extra_rows() {
       scale(dense(f16, 1, 113, 203, 2, 2, 64), -0.5f),  // negative scale: extras path
       dense(f16, 1, 203, 203, 2, 2, 160),
       dense(b16, 1, 203, 203, 2, 2, 80),
+      value_dim(dense(b16, 1, 203, 203, 2, 1, 256), 40),
   };
 }
 

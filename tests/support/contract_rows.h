@@ -18,7 +18,7 @@ enum class Fp32Rows { keep, to_half };
 std::vector<AttentionCase> contract_rows(Fp32Rows fp32_rows);
 
 // Rows the CUDA tests add to the contract rows: tile widths and score paths of their own
-// (80, 160, a negative scale), a square 1023 grid with MQA 4:1.
+// (80, 160, a negative scale, head_dim_v 40 under 256), a square 1023 grid with MQA 4:1.
 std::vector<AttentionCase> cuda_extra_rows();
 
 // Small cases (seqlen <= 130, a few heads) of every feature, fp16 / bf16: cheap enough for
