@@ -15,7 +15,9 @@
 #   BUILD=build-gpu                         build directory
 #   GTEST_ROOT=dir                          a GoogleTest (include/, lib/) if the machine has none
 #   TEST_FILTER='*'                         gtest filter of the test step (both binaries)
-#   TEST_TIMEOUT_S=180 SANITIZE_TIMEOUT_S=90  per binary, per sanitizer tool and binary
+#   TEST_TIMEOUT_S=180 SANITIZE_TIMEOUT_S=90  per binary, per sanitizer tool and binary (and
+#                                           pytest: TEST_TIMEOUT_S), each cut so that
+#   BENCH_RESERVE_S=200                     seconds of TOTAL_S stay for step bench
 #   BENCH="forward backward"                which benchmarks step bench runs (BENCH=backward:
 #                                           the backward alone)
 #   BENCH_ARGS=""                           extra arguments of bench/gpu_forward.py
@@ -38,6 +40,7 @@ BUILD=${BUILD:-build-gpu}
 TEST_FILTER=${TEST_FILTER:-'*'}
 TEST_TIMEOUT_S=${TEST_TIMEOUT_S:-180}
 SANITIZE_TIMEOUT_S=${SANITIZE_TIMEOUT_S:-90}
+BENCH_RESERVE_S=${BENCH_RESERVE_S:-200}
 BENCH=${BENCH:-"forward backward"}
 BENCH_ARGS=${BENCH_ARGS:-}
 BWD_BENCH_ARGS=${BWD_BENCH_ARGS:-}
@@ -48,6 +51,16 @@ summary=()
 note() { summary+=("$1"); echo "== $1"; }
 script_start=$(date +%s)
 seconds_left() { echo $(( TOTAL_S - ($(date +%s) - script_start) )); }
+# A step's timeout: its own limit, cut so that BENCH_RESERVE_S stay for the benchmarks while
+# they are still to run (at least 10 s: a run that cannot start in time says so).
+bench_done=0
+step_timeout() {
+  local reserve=10 left
+  has_step bench && (( ! bench_done )) && reserve=$BENCH_RESERVE_S
+  left=$(( $(seconds_left) - reserve ))
+  (( left < 10 )) && left=10
+  (( left < $1 )) && echo "$left" || echo "$1"
+}
 # The gtest binaries the build produced (backward_test only once tests/cuda has it).
 test_binaries() {
   local name
@@ -96,29 +109,31 @@ step_build() {
 }
 
 step_test() {
-  local name status start
+  local name status start limit
   for name in $(test_binaries); do
     start=$(date +%s)
-    timeout "$TEST_TIMEOUT_S" "$BUILD/tests/$name" --gtest_filter="$TEST_FILTER" \
+    limit=$(step_timeout "$TEST_TIMEOUT_S")
+    timeout "$limit" "$BUILD/tests/$name" --gtest_filter="$TEST_FILTER" \
       > "$OUT/test_$name.log" 2>&1
     status=$?
-    note "tests $name: rc=$status$( ((status == 124)) && echo " (timed out)") in $(( $(date +%s) - start )) s; $(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?,?' "$OUT/test_$name.log" | tr '\n' ' ')"
+    note "tests $name: rc=$status$( ((status == 124)) && echo " (timed out after $limit s)") in $(( $(date +%s) - start )) s; $(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?,?' "$OUT/test_$name.log" | tr '\n' ' ')"
     grep -E "^\[  FAILED  \] [A-Z]|Failure|max_error|describe" "$OUT/test_$name.log" | sort -u | head -30
   done
   [[ -x "$BUILD/tests/backward_test" ]] || note "tests backward_test: not built"
 }
 
 step_sanitize() {
-  local name tool status start log
+  local name tool status start log limit
   for name in $(test_binaries); do
     log="$OUT/sanitizer_$name.log"
     : > "$log"
     for tool in memcheck racecheck synccheck; do
       start=$(date +%s)
-      timeout "$SANITIZE_TIMEOUT_S" compute-sanitizer --tool "$tool" --error-exitcode 99 \
+      limit=$(step_timeout "$SANITIZE_TIMEOUT_S")
+      timeout "$limit" compute-sanitizer --tool "$tool" --error-exitcode 99 \
         "$BUILD/tests/$name" --gtest_filter="$(sanitize_filter "$name")" >> "$log" 2>&1
       status=$?
-      note "compute-sanitizer $tool $name: rc=$status$( ((status == 124)) && echo " (timed out after $SANITIZE_TIMEOUT_S s)") in $(( $(date +%s) - start )) s; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)"
+      note "compute-sanitizer $tool $name: rc=$status$( ((status == 124)) && echo " (timed out after $limit s)") in $(( $(date +%s) - start )) s; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)"
     done
   done
 }
@@ -133,7 +148,8 @@ step_pytest() {
   # The package from the source tree, its C library from the CMake tree (docs/python.md).
   PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH} \
   FLASHATTN_C_LIBRARY=$(realpath "$BUILD")/python/flashattn/_C.so \
-    timeout "$TEST_TIMEOUT_S" python3 -m pytest $PYTEST_ARGS -q -rs > "$OUT/pytest.log" 2>&1
+    timeout "$(step_timeout "$TEST_TIMEOUT_S")" python3 -m pytest $PYTEST_ARGS -q -rs \
+      > "$OUT/pytest.log" 2>&1
   status=$?
   note "pytest $PYTEST_ARGS: rc=$status in $(( $(date +%s) - start )) s; $(tail -1 "$OUT/pytest.log")"
   grep -E "^(FAILED|ERROR) " "$OUT/pytest.log" | head -20
@@ -151,6 +167,7 @@ step_ncu() {
 
 step_bench() {
   local start deadline
+  bench_done=1
   if [[ " $BENCH " == *" forward "* ]]; then
     start=$(date +%s)
     PYTHONUNBUFFERED=1 python3 bench/gpu_forward.py --lib "$BUILD/libflashattn_bench.so" \
