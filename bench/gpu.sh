@@ -84,10 +84,10 @@ step_build() {
   start=$(date +%s)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHATTN_CUDA=ON \
     -DFLASHATTN_ARCHS="$ARCHS" -DFLASHATTN_HDIMS="$HDIMS" -DFLASHATTN_DTYPES="$DTYPES" \
-    -DFLASHATTN_BUILD_CLI=OFF -DFLASHATTN_BUILD_PYTHON=ON -DFLASHATTN_PTXAS_VERBOSE=ON \
+    -DFLASHATTN_BUILD_CLI=ON -DFLASHATTN_BUILD_PYTHON=ON -DFLASHATTN_PTXAS_VERBOSE=ON \
     "${gtest_args[@]}" > "$OUT/build.log" 2>&1
   status=$?
-  targets=(flashattn forward_test)
+  targets=(flashattn flashattn_cli forward_test)
   local missing=""
   if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^backward_test:'; then
     targets+=(backward_test)
