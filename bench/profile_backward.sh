@@ -18,6 +18,10 @@ metrics+=,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum
 metrics+=,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum
 metrics+=,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
 metrics+=,smsp__inst_executed.sum,smsp__inst_executed_pipe_tensor.sum,gpu__time_duration.sum
+for stall in barrier long_scoreboard short_scoreboard math_pipe_throttle mio_throttle wait \
+  not_selected dispatch_stall lg_throttle membar no_instruction branch_resolving; do
+  metrics+=,smsp__average_warps_issue_stalled_${stall}_per_issue_active.ratio
+done
 sections=(--section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats)
 causal_flag=--no-causal
 [[ $causal == 1 ]] && causal_flag=--causal
@@ -35,9 +39,9 @@ with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
 out.backward(torch.randn_like(out))
 torch.cuda.synchronize()""")
 PY
-ncu -k regex:flash_bwd -c 1 "${sections[@]}" --metrics "$metrics" python3 "$OUT/fa2_driver.py" \
+ncu -k regex:flash_bwd_dq_dk_dv -c 1 "${sections[@]}" --metrics "$metrics" python3 "$OUT/fa2_driver.py" \
   > "$OUT/ncu_fa2.log" 2>&1
 for who in ours fa2; do
   echo "== $who (d$d s$s causal=$causal)"
-  grep -E "^  [a-z_]*(backward|bwd)|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|Memory Throughput|hmma|bank_conflicts|wavefronts|inst_executed|Stall|Shared Memory Configuration Size|Dynamic Shared" "$OUT/ncu_$who.log" | head -24
+  grep -E "^  [a-z_]*(backward|bwd)|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|Memory Throughput|hmma|bank_conflicts|wavefronts|inst_executed|issue_stalled|Warp Cycles Per Issued|Shared Memory Configuration Size|Dynamic Shared" "$OUT/ncu_$who.log" | head -40
 done

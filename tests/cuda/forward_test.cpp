@@ -230,17 +230,6 @@ TEST(CudaForwardChecks, HostPointersAreRefusedByName) {
   EXPECT_NE(status.message().find("q:"), std::string::npos) << status.message();
 }
 
-TEST(CudaForwardChecks, BackwardIsNotImplementedYet) {
-  SKIP_WITHOUT_GPU();
-  HostProblem problem = make_problem(dense(b16, 1, 16, 16, 1, 1, 64), 3);
-  DeviceMirror device(problem);
-  ASSERT_TRUE(device.ok());
-  BackwardParams params = problem.backward_params_at(device.pointers(), Device::cuda);
-  const Status status = flashattn::backward(params);
-  EXPECT_EQ(status.code(), StatusCode::unsupported);
-  EXPECT_NE(status.message().find("issue 5"), std::string::npos) << status.message();
-}
-
 TEST(CudaForwardChecks, HeadDimAboveTheLargestTileIsRefused) {
   SKIP_WITHOUT_GPU();
   HostProblem problem = make_problem(dense(b16, 1, 8, 8, 1, 1, 64), 3);
