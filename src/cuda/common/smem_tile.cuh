@@ -35,6 +35,14 @@ struct SmemTile {
     __device__ __forceinline__ uint32_t at(int row0, int chunk0) const {
       return base[(chunk0 & 7) / 2] + static_cast<uint32_t>(((chunk0 >> 3) * kRows + row0) * 128);
     }
+
+    // The same lanes in a tile `bytes` further on (another pipeline stage of the same shape).
+    __device__ __forceinline__ LaneAddresses shifted(uint32_t bytes) const {
+      LaneAddresses moved;
+#pragma unroll
+      for (int k = 0; k < 4; ++k) moved.base[k] = base[k] + bytes;
+      return moved;
+    }
   };
 
   __device__ __forceinline__ static LaneAddresses lane_addresses(uint32_t tile, int lane_row,

@@ -63,7 +63,8 @@ struct BackwardConfig {
 
   static_assert(kKeyTiles * kParts == kWarps && kDqMTiles * kDqParts == kWarps, "warp layout");
   static_assert(kBlockM <= 64, "phase 3 reads dS^T with per-lane chunks inside one panel");
-  static_assert(kPartWidth % 16 == 0 && kDqPartWidth % 16 == 0, "pairs of n8 tiles");
+  static_assert(kWidth % 32 == 0, "two head-dim parts interleave in 16-column pairs");
+  static_assert(kParts <= 2 && kDqParts == 2, "part offsets fit inside one 64-column panel");
 };
 
 // Key blocks [first, last) that query block m sees, as the forward decides it: the pair
@@ -189,7 +190,16 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
 
   const auto k_lanes_a = KvTile::lane_addresses(k_tile, key_row0 + lane % 16, lane / 16);
   const auto v_lanes_a = KvTile::lane_addresses(v_tile, key_row0 + lane % 16, lane / 16);
-  const auto k_lanes_b = KvTile::lane_addresses(k_tile, lane % 16, lane / 16);
+  const auto k_lanes_b = KvTile::lane_addresses(k_tile, lane % 16, lane / 16 + 2 * dq_part);
+  // Stage 0 of Q and dO: as the B operand of phase 1 (rows = queries of this warp's part) and
+  // transposed as the B operand of phase 2 (rows = queries, chunks offset by the d part).
+  const auto q_lanes_b0 =
+      QTile::lane_addresses(q_tiles, q0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  const auto do_lanes_b0 =
+      QTile::lane_addresses(do_tiles, q0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  const int phase2_chunk = Config::kDirect ? 0 : 2 * part;
+  const auto q_lanes_t0 = QTile::lane_addresses(q_tiles, lane % 16, lane / 16 + phase2_chunk);
+  const auto do_lanes_t0 = QTile::lane_addresses(do_tiles, lane % 16, lane / 16 + phase2_chunk);
   const auto ds_lanes_a =
       ScoreTile::lane_addresses(ds_tile, lane % 8 + (lane / 16) * 8, (lane / 8) % 2 + 2 * dq_mtile);
   const auto dst_lanes_a = ScoreTile::lane_addresses(ds_tile, key_row0 + lane % 16, lane / 16);
@@ -210,8 +220,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     const int m_block = m_begin + iteration % m_count;
     const int m0 = m_block * kBlockM;
     const int stage = kStages == 2 ? iteration % 2 : 0;
-    const uint32_t q_tile = q_tiles + stage * QTile::kBytes;
-    const uint32_t do_tile = do_tiles + stage * QTile::kBytes;
     const float* lse_stage = stats + stage * 2 * kBlockM;
     const float* delta_stage = lse_stage + kBlockM;
 
@@ -232,13 +240,19 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     }
 
     // ---- Phase 1: S^T, P^T, dP^T, dS^T for this warp's 16 keys x kPartM queries.
-    const auto q_lanes_b =
-        QTile::lane_addresses(q_tile, q0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
-    const auto do_lanes_b =
-        QTile::lane_addresses(do_tile, q0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+    const uint32_t stage_bytes = stage * QTile::kBytes;
     AccTile<1, kSTiles> s;
+    AccTile<1, kSTiles> dp;
     s.zero();
-    gemm_qk<T, kWidth, true>(s, k_lanes_a, q_lanes_b);
+    dp.zero();
+    // Plain: S^T and dP^T in one interleaved loop. Extras: dP^T after P (below), which keeps
+    // the per-element softcap gradients and dP^T from being live at once (they spilled).
+    if constexpr (kExtras) {
+      gemm_qk<T, kWidth, true>(s, k_lanes_a, q_lanes_b0.shifted(stage_bytes));
+    } else {
+      gemm_qk_dual<T, kWidth>(s, k_lanes_a, q_lanes_b0.shifted(stage_bytes), dp, v_lanes_a,
+                              do_lanes_b0.shifted(stage_bytes));
+    }
 
     const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
     const bool needs_mask = m0 + kBlockM > seq.len_q || mask.first_col(row_last) > n0 ||
@@ -270,7 +284,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
                                key < mask.last_col(query);
           if (!visible) x = -INFINITY;
         }
-        s.v[0][n][e] = cuda::fast_exp2(x - lse_stage[q0 + 8 * n + 2 * t + e % 2]);
+        const float2 lse = *reinterpret_cast<const float2*>(lse_stage + q0 + 8 * n + 2 * t);
+        s.v[0][n][e] = cuda::fast_exp2(x - (e % 2 == 0 ? lse.x : lse.y));
         if (dropout) {
           const Philox4 words = dropout_random_words(
               a.dropout_seed, a.dropout_offset, static_cast<uint32_t>(b * a.heads_q + h),
@@ -295,8 +310,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
         pt[0][j][3] = cuda::pack2<T>(dropped(s.v[0][2 * j + 1][2], 2 * j + 1, 2),
                                      dropped(s.v[0][2 * j + 1][3], 2 * j + 1, 3));
       }
-      const auto do_lanes_t = QTile::lane_addresses(do_tile, lane % 16, lane / 16);
-      gemm_pv<T, kWidth, true>(dv_acc, pt, do_lanes_t);
+      gemm_pv<T, kWidth, true>(dv_acc, pt, do_lanes_t0.shifted(stage_bytes));
     } else {
 #pragma unroll
       for (int n = 0; n < kSTiles; ++n)
@@ -310,16 +324,15 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
         }
     }
 
-    AccTile<1, kSTiles> dp;
-    dp.zero();
-    gemm_qk<T, kWidth, true>(dp, v_lanes_a, do_lanes_b);
+    if constexpr (kExtras) gemm_qk<T, kWidth, true>(dp, v_lanes_a, do_lanes_b0.shifted(stage_bytes));
     // dS = P * (dP - delta), dP taken through the dropout mask and its 1 / (1 - p).
 #pragma unroll
     for (int n = 0; n < kSTiles; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float dp_kept = dropped(dp.v[0][n][e], n, e) * keep_scale;
-        float ds = s.v[0][n][e] * (dp_kept - delta_stage[q0 + 8 * n + 2 * t + e % 2]);
+        const float2 delta = *reinterpret_cast<const float2*>(delta_stage + q0 + 8 * n + 2 * t);
+        float ds = s.v[0][n][e] * (dp_kept - (e % 2 == 0 ? delta.x : delta.y));
         if constexpr (kExtras) ds *= grad[n][e];
         dp.v[0][n][e] = ds;
       }
@@ -335,8 +348,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     if constexpr (Config::kDirect) {
       uint32_t dst[1][kSTiles / 2][4];
       cuda::to_a_fragments<T>(dp, dst);
-      const auto q_lanes_t = QTile::lane_addresses(q_tile, lane % 16, lane / 16);
-      gemm_pv<T, kWidth, true>(dk_acc, dst, q_lanes_t);
+      gemm_pv<T, kWidth, true>(dk_acc, dst, q_lanes_t0.shifted(stage_bytes));
     }
     __syncthreads();  // dS^T (and P^T) complete in shared memory
 
@@ -344,35 +356,22 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     if constexpr (!Config::kDirect) {
       constexpr int kKSteps = kBlockM / 16;
       constexpr int kPairs = Config::kPartWidth / 16;
-      constexpr int kPartChunks = Config::kPartWidth / 8;
       const auto load_pt = [&](int kk, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, pt_lanes_a.at(0, 2 * kk)); };
       const auto load_dst = [&](int kk, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, dst_lanes_a.at(0, 2 * kk)); };
-      const auto do_lanes_t = QTile::lane_addresses(do_tile, lane % 16, lane / 16);
-      const auto q_lanes_t = QTile::lane_addresses(q_tile, lane % 16, lane / 16);
-      if (part == 0) {
-        gemm_loaded_a<T, kKSteps, kPairs, 0>(dv_acc, load_pt, do_lanes_t);
-        gemm_loaded_a<T, kKSteps, kPairs, 0>(dk_acc, load_dst, q_lanes_t);
-      } else {
-        gemm_loaded_a<T, kKSteps, kPairs, kPartChunks>(dv_acc, load_pt, do_lanes_t);
-        gemm_loaded_a<T, kKSteps, kPairs, kPartChunks>(dk_acc, load_dst, q_lanes_t);
-      }
+      gemm_loaded_a<T, kKSteps, kPairs, 4>(dv_acc, load_pt, do_lanes_t0.shifted(stage_bytes));
+      gemm_loaded_a<T, kKSteps, kPairs, 4>(dk_acc, load_dst, q_lanes_t0.shifted(stage_bytes));
     }
 
     // ---- Phase 3: dQ (16 queries x kDqPartWidth per warp) = dS K, added to the workspace.
     {
       constexpr int kKSteps = kBlockN / 16;
       constexpr int kPairs = Config::kDqPartWidth / 16;
-      constexpr int kPartChunks = Config::kDqPartWidth / 8;
       AccTile<1, 2 * kPairs> dq;
       dq.zero();
       const auto load_ds = [&](int kk, uint32_t(&r)[4]) {
         cuda::ldmatrix_x4_trans(r, ds_lanes_a.at(16 * kk, 0));
       };
-      if (dq_part == 0) {
-        gemm_loaded_a<T, kKSteps, kPairs, 0>(dq, load_ds, k_lanes_b);
-      } else {
-        gemm_loaded_a<T, kKSteps, kPairs, kPartChunks>(dq, load_ds, k_lanes_b);
-      }
+      gemm_loaded_a<T, kKSteps, kPairs, 4>(dq, load_ds, k_lanes_b);
       int* semaphore = nullptr;
       int rank = 0;
       if (args.semaphores != nullptr) {
@@ -389,14 +388,14 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
         __syncthreads();
       }
       float* dq_rows = args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width +
-                       dq_part * Config::kDqPartWidth;
+                       16 * dq_part;
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const int row = dq_mtile * 16 + g + 8 * hh;
         if (m0 + row < seq.len_q) {
 #pragma unroll
           for (int n = 0; n < 2 * kPairs; ++n) {
-            cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t,
+            cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 32 * (n / 2) + 8 * (n % 2) + 2 * t,
                                 dq.v[0][n][2 * hh], dq.v[0][n][2 * hh + 1]);
           }
         }
@@ -414,19 +413,20 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   const float dk_scale = kExtras ? 1.0f : a.softmax_scale;
   cuda::cp_async_wait<0>();
   __syncthreads();
-  const int part_chunk0 = Config::kDirect ? 0 : part * (Config::kPartWidth / 8);
 #pragma unroll
   for (int d = 0; d < kAccTiles; ++d)
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int row = key_row0 + g + 8 * hh;
+      // Direct: tile d is chunk d; split: pair d / 2 of part p is chunks 4 (d / 2) + 2p + 0..1.
+      const int chunk = Config::kDirect ? d : 4 * (d / 2) + 2 * part + d % 2;
       const uint32_t dk_word =
           cuda::pack2<T>(dk_acc.v[0][d][2 * hh] * dk_scale, dk_acc.v[0][d][2 * hh + 1] * dk_scale);
       const uint32_t dv_word = cuda::pack2<T>(dv_acc.v[0][d][2 * hh] * keep_scale,
                                               dv_acc.v[0][d][2 * hh + 1] * keep_scale);
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(k_tile + KvTile::offset(row, part_chunk0 + d) + 4 * t),
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(k_tile + KvTile::offset(row, chunk) + 4 * t),
                    "r"(dk_word));
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(v_tile + KvTile::offset(row, part_chunk0 + d) + 4 * t),
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(v_tile + KvTile::offset(row, chunk) + 4 * t),
                    "r"(dv_word));
     }
   __syncthreads();
