@@ -89,7 +89,9 @@ step_build() {
   status=$?
   targets=(flashattn flashattn_cli forward_test)
   local missing=""
-  if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^backward_test:'; then
+  # grep without -q reads all of ninja's output: an early exit would SIGPIPE ninja and, under
+  # pipefail, make the target look absent.
+  if ninja -C "$BUILD" -t targets all 2>/dev/null | grep '^backward_test:' > /dev/null; then
     targets+=(backward_test)
   else
     missing="; no backward_test target (tests/cuda/backward_test.cpp absent): not built"

@@ -109,7 +109,13 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   // Per stage: kBlockM lse_log2 values then kBlockM delta values.
   const float* stats = reinterpret_cast<const float*>(smem + stats_offset);
 
-  const int n_block = blockIdx.x;
+  // Deterministic: key blocks add their dQ in descending order, so the highest key block
+  // (the one with the fewest query blocks under a causal mask) goes first and each block
+  // stays one step behind the one above it instead of every block waiting for block 0. A
+  // block waits only for higher key blocks, which get lower block indices and are launched
+  // first: the wait cannot deadlock. Otherwise the lowest (under causal: heaviest) goes first.
+  const int n_block = args.semaphores != nullptr ? static_cast<int>(gridDim.x - 1 - blockIdx.x)
+                                                 : static_cast<int>(blockIdx.x);
   const int b = blockIdx.y;
   const int h_kv = blockIdx.z;
   const int group = a.heads_q / a.heads_kv;
@@ -375,11 +381,10 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
       int* semaphore = nullptr;
       int rank = 0;
       if (args.semaphores != nullptr) {
-        // Deterministic: key blocks add to this query block one at a time, in ascending
-        // order (lower key blocks are launched first, so the wait cannot deadlock).
+        // Deterministic: key blocks add to this query block one at a time, highest first.
         int first, last;
         key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
-        rank = n_block - first;
+        rank = last - 1 - n_block;
         semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
         if (threadIdx.x == 0) {
           while (cuda::load_acquire(semaphore) != rank) {
