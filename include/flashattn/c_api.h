@@ -112,6 +112,7 @@ typedef struct flashattn_attention_args {
   float dropout_p;
   uint64_t dropout_seed;
   uint64_t dropout_offset;
+  const int64_t* dropout_seed_offset; /* optional {seed, offset} on the call's device, overrides */
 
   void* stream;        /* cudaStream_t for device cuda; null is the legacy default stream */
   int32_t num_threads; /* CPU: OpenMP threads, 0 for the OpenMP default */

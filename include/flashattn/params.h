@@ -89,6 +89,11 @@ struct AttentionArgs {
   float dropout_p = 0.0f;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;
+  // Optional: two int64 {seed, offset} on `device`, read when the call runs instead of
+  // dropout_seed / dropout_offset. A CUDA graph then replays with whatever a captured RNG kernel
+  // wrote there, so each replay drops a fresh pattern (the forward and its backward read the
+  // same pair). The values are reinterpreted as uint64.
+  const int64_t* dropout_seed_offset = nullptr;
 
   // cudaStream_t when device == cuda; ignored on the CPU.
   void* stream = nullptr;

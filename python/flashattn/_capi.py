@@ -77,6 +77,7 @@ class AttentionArgs(ctypes.Structure):
         ("dropout_p", ctypes.c_float),
         ("dropout_seed", ctypes.c_uint64),
         ("dropout_offset", ctypes.c_uint64),
+        ("dropout_seed_offset", ctypes.c_void_p),
         ("stream", ctypes.c_void_p),
         ("num_threads", ctypes.c_int32),
     ]
@@ -228,8 +229,13 @@ def _fill_args(a, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_
         a.alibi_batch_stride = alibi_slopes.stride(0) if alibi_slopes.dim() == 2 else 0
     a.dropout_p = dropout_p
     if dropout_p > 0.0:
-        seed, offset = (int(x) for x in rng_state.tolist())
-        a.dropout_seed, a.dropout_offset = seed, offset
+        if rng_state.is_cuda:
+            # Read by the kernels when they run: a CUDA graph replay sees the pair its captured
+            # RNG kernel wrote, not the one of the capture.
+            a.dropout_seed_offset = rng_state.data_ptr()
+        else:
+            seed, offset = (int(x) for x in rng_state.tolist())
+            a.dropout_seed, a.dropout_offset = seed, offset
 
 
 def forward(q, k, v, out, lse, dropout_mask, cu_seqlens_q=None, cu_seqlens_k=None,

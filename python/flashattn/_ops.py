@@ -5,8 +5,10 @@ formula, so torch.compile(fullgraph=True) traces them and AOTAutograd sees the b
 older PyTorch 2.x the same kernels run eagerly under a torch.autograd.Function (torch.compile
 then breaks the graph around them).
 
-Both ops take every option as an argument, and the dropout seed and offset as a CPU int64
-tensor `rng_state` of two elements, so that the backward drops exactly what the forward did.
+Both ops take every option as an argument, and the dropout seed and offset as an int64
+tensor `rng_state` of two elements (on the inputs' device: on CUDA the kernels read it when they
+run, which keeps CUDA graphs replaying fresh masks), so that the backward drops exactly what
+the forward did.
 """
 
 from typing import Optional, Tuple

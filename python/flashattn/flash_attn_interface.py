@@ -85,11 +85,14 @@ def _check_window(window_size):
     return int(window_size[0]), int(window_size[1])
 
 
-def _rng_state(dropout_p):
-    """Philox (seed, offset) for one call, drawn from PyTorch's default CPU generator so that
-    torch.manual_seed makes runs repeatable; the backward receives the same pair."""
+def _rng_state(dropout_p, device):
+    """Philox (seed, offset) for one call, drawn from PyTorch's generator of the inputs' device so
+    that torch.manual_seed makes runs repeatable; the backward receives the same pair. On CUDA
+    the pair stays on the device and the kernels read it when they run: drawn by an RNG kernel
+    that a CUDA graph captures, it is fresh at every replay (a host pair would be frozen into
+    the graph at capture)."""
     if dropout_p > 0.0:
-        return torch.randint(0, 2**62, (2,), dtype=torch.int64)
+        return torch.randint(0, 2**62, (2,), dtype=torch.int64, device=device)
     return torch.zeros(2, dtype=torch.int64)
 
 
@@ -114,7 +117,7 @@ def _attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, 
     out, softmax_lse, s_dmask = _ops.attention(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p,
         float(softmax_scale), bool(causal), window_left, window_right, float(softcap),
-        alibi_slopes, bool(deterministic), bool(return_attn_probs), _rng_state(dropout_p))
+        alibi_slopes, bool(deterministic), bool(return_attn_probs), _rng_state(dropout_p, q.device))
     return (out, softmax_lse, s_dmask) if return_attn_probs else out
 
 

@@ -14,6 +14,12 @@ void normalize_args(AttentionArgs& args) {
   }
   effective_window(args.causal, args.window_left, args.window_right, &args.window_left,
                    &args.window_right);
+  // On the CPU the pair is readable now: fold it into the scalars the CPU backends use.
+  if (args.dropout_seed_offset != nullptr && args.device == Device::cpu) {
+    args.dropout_seed = static_cast<uint64_t>(args.dropout_seed_offset[0]);
+    args.dropout_offset = static_cast<uint64_t>(args.dropout_seed_offset[1]);
+    args.dropout_seed_offset = nullptr;
+  }
 }
 
 void normalize_lse(const AttentionArgs& args, LseRef& lse) {

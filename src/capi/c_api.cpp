@@ -69,6 +69,7 @@ void to_args(const flashattn_attention_args& in, AttentionArgs* out) {
   out->dropout_p = in.dropout_p;
   out->dropout_seed = in.dropout_seed;
   out->dropout_offset = in.dropout_offset;
+  out->dropout_seed_offset = in.dropout_seed_offset;
   out->stream = in.stream;
   out->num_threads = in.num_threads;
 }

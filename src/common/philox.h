@@ -55,6 +55,17 @@ FLASHATTN_HD Philox4 dropout_random_words(uint64_t seed, uint64_t offset, uint32
                        key1);
 }
 
+// The key of a call: the pair {seed, offset} when given (memory the caller fills, e.g. on the
+// device from a captured RNG kernel, read where the kernel runs), else the scalar values.
+struct DropoutKey {
+  uint64_t seed;
+  uint64_t offset;
+};
+FLASHATTN_HD DropoutKey dropout_key(const int64_t* pair, uint64_t seed, uint64_t offset) {
+  if (pair != nullptr) return {static_cast<uint64_t>(pair[0]), static_cast<uint64_t>(pair[1])};
+  return {seed, offset};
+}
+
 FLASHATTN_HD uint32_t philox_word(const Philox4& words, int index) {
   return index == 0 ? words.x : index == 1 ? words.y : index == 2 ? words.z : words.w;
 }

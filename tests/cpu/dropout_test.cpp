@@ -2,6 +2,7 @@
 // mask the CPU reference returns equal to src/common/philox.h element by element.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -212,4 +213,42 @@ TEST(Dropout, ReferenceMaskEqualsPhilox) {
 }
 
 }  // namespace
+// dropout_seed_offset (here in host memory, as a CPU call takes it) overrides the scalar seed
+// and offset: the same pair gives the scalars' bits, on both CPU backends.
+TEST(Dropout, SeedOffsetPairOverridesTheScalars) {
+  using testing::AttentionCase;
+  AttentionCase config;
+  config.dtype = DType::fp32;
+  config.batch = 2;
+  config.seqlen_q = 37;
+  config.seqlen_k = 45;
+  config.heads_q = 2;
+  config.heads_kv = 2;
+  config.head_dim = 16;
+  config.dropout_p = 0.35f;
+  for (Backend backend : {Backend::cpu_reference, Backend::cpu_tiled}) {
+    SCOPED_TRACE(to_string(backend));
+    testing::HostProblem by_scalars = testing::make_problem(config, 31);
+    ForwardParams scalars = by_scalars.forward_params();
+    scalars.backend = backend;
+    ASSERT_TRUE(flashattn::forward(scalars).ok());
+
+    testing::HostProblem by_pair = testing::make_problem(config, 31);
+    ForwardParams paired = by_pair.forward_params();
+    paired.backend = backend;
+    const int64_t pair[2] = {static_cast<int64_t>(scalars.dropout_seed),
+                             static_cast<int64_t>(scalars.dropout_offset)};
+    paired.dropout_seed = scalars.dropout_seed + 1;  // must be ignored
+    paired.dropout_offset = scalars.dropout_offset + 7;
+    paired.dropout_seed_offset = pair;
+    ASSERT_TRUE(flashattn::forward(paired).ok());
+    for (testing::BufferId id : {testing::BufferId::out, testing::BufferId::dropout_mask}) {
+      const auto expected = by_scalars.bytes(id);
+      const auto actual = by_pair.bytes(id);
+      ASSERT_EQ(expected.size(), actual.size());
+      EXPECT_TRUE(std::equal(expected.begin(), expected.end(), actual.begin()));
+    }
+  }
+}
+
 }  // namespace flashattn

@@ -96,6 +96,46 @@ TEST(CudaForwardDropout, SameSeedSameMaskOtherOffsetOtherMask) {
   EXPECT_FALSE(std::equal(mask.begin(), mask.end(), first.begin()));
 }
 
+// dropout_seed_offset on the device overrides the scalars: the same pair gives the scalars'
+// mask and output, as a CUDA graph replay relies on.
+TEST(CudaForwardDropout, DevicePairOverridesTheScalars) {
+  SKIP_WITHOUT_GPU();
+  HostProblem problem = make_problem(dropout(dense(b16, 1, 77, 130, 2, 2, 64), 0.4f), 11);
+  DeviceMirror device(problem);
+  ASSERT_TRUE(device.ok());
+  ForwardParams params = device.forward_params();
+  ASSERT_TRUE(flashattn::forward(params).ok());
+  ASSERT_TRUE(device.copy_outputs_back());
+  const std::vector<std::byte> mask(problem.bytes(BufferId::dropout_mask).begin(),
+                                    problem.bytes(BufferId::dropout_mask).end());
+  const std::vector<std::byte> out(problem.bytes(BufferId::out).begin(),
+                                   problem.bytes(BufferId::out).end());
+
+  const int64_t pair[2] = {static_cast<int64_t>(params.dropout_seed),
+                           static_cast<int64_t>(params.dropout_offset)};
+  int64_t* device_pair = nullptr;
+  CUDA_ASSERT(cudaMalloc(&device_pair, sizeof(pair)));
+  CUDA_ASSERT(cudaMemcpy(device_pair, pair, sizeof(pair), cudaMemcpyHostToDevice));
+  params.dropout_seed += 1;  // must be ignored
+  params.dropout_offset += 3;
+  params.dropout_seed_offset = device_pair;
+  const Status status = flashattn::forward(params);
+  ASSERT_TRUE(status.ok()) << status.message();
+  ASSERT_TRUE(device.copy_outputs_back());
+  const auto new_mask = problem.bytes(BufferId::dropout_mask);
+  const auto new_out = problem.bytes(BufferId::out);
+  EXPECT_TRUE(std::equal(new_mask.begin(), new_mask.end(), mask.begin()));
+  EXPECT_TRUE(std::equal(new_out.begin(), new_out.end(), out.begin()));
+
+  // A host pointer is named, not read.
+  params.dropout_seed_offset = pair;
+  const Status host_pair = flashattn::forward(params);
+  EXPECT_FALSE(host_pair.ok());
+  EXPECT_NE(host_pair.message().find("dropout_seed_offset"), std::string::npos)
+      << host_pair.message();
+  cudaFree(device_pair);
+}
+
 // q and out of [1, 2^19 + 3, 32, 128] bf16 (2^31 + 12288 elements each): 64-bit offsets all the
 // way. q is one random block of rows repeated; rows sampled near the end and the start are
 // checked against the oracle run on just those rows (non-causal, so rows are independent).

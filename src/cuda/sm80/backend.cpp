@@ -188,6 +188,7 @@ std::string unsupported_reason(const ForwardParams& params) {
           {"seqused_k", params.seqused_k, 4},
           {"alibi_slopes", params.alibi_slopes, 4},
           {"dropout_mask", params.dropout_mask, 1},
+          {"dropout_seed_offset", params.dropout_seed_offset, 8},
       });
 }
 
@@ -210,6 +211,7 @@ std::string unsupported_reason(const BackwardParams& params) {
           {"seqused_k", params.seqused_k, 4},
           {"alibi_slopes", params.alibi_slopes, 4},
           {"workspace", params.workspace, 16},
+          {"dropout_seed_offset", params.dropout_seed_offset, 8},
       });
 }
 
@@ -261,6 +263,7 @@ ForwardKernelArgs attention_args(const AttentionArgs& params, const TensorRef& o
   args.dropout_p = params.dropout_p;
   args.dropout_seed = params.dropout_seed;
   args.dropout_offset = params.dropout_offset;
+  args.dropout_seed_offset = params.dropout_seed_offset;
   args.keep_threshold = dropout_keep_threshold(params.dropout_p);
   args.vectorized_q = vectorizable(params.q, varlen);
   args.vectorized_k = vectorizable(params.k, varlen);

@@ -213,6 +213,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
 
   const float scale_log2 = a.softmax_scale * kLog2e;
   const bool dropout = kExtras && a.dropout_p > 0.0f;
+  const DropoutKey dropout_key_value =
+      dropout ? dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset)
+              : DropoutKey{0, 0};
   const float keep_scale = dropout ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
 
   AccTile<1, kAccTiles> dv_acc;
@@ -294,7 +297,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
         s.v[0][n][e] = cuda::fast_exp2(x - (e % 2 == 0 ? lse.x : lse.y));
         if (dropout) {
           const Philox4 words = dropout_random_words(
-              a.dropout_seed, a.dropout_offset, static_cast<uint32_t>(b * a.heads_q + h),
+              dropout_key_value.seed, dropout_key_value.offset, static_cast<uint32_t>(b * a.heads_q + h),
               static_cast<uint32_t>(query), static_cast<uint32_t>(key) >> 2);
           if (philox_word(words, key & 3) < a.keep_threshold) kept_bits |= 1u << (4 * n + e);
         }

@@ -44,6 +44,7 @@ struct ForwardKernelArgs {
 
   float dropout_p;
   uint64_t dropout_seed, dropout_offset;
+  const int64_t* dropout_seed_offset;  // device {seed, offset} overriding the two above, or null
   uint64_t keep_threshold;
 
   // 16-byte accesses allowed (base pointer and every stride that moves between rows).

@@ -134,6 +134,9 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
     }
   }
   const bool dropout = kExtras && args.dropout_p > 0.0f;
+  const DropoutKey dropout_key_value =
+      dropout ? dropout_key(args.dropout_seed_offset, args.dropout_seed, args.dropout_offset)
+              : DropoutKey{0, 0};
   const uint32_t batch_head = static_cast<uint32_t>(b * args.heads_q + h);
 
   const auto q_lanes = QTile::lane_addresses(q_tile, warp_row0 + lane % 16, lane / 16);
@@ -215,7 +218,7 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
           for (int n = 0; n < kNTiles; ++n) {
             const int col = n0 + n * 8 + 2 * t;  // even: both columns share one Philox call
             const Philox4 words =
-                dropout_random_words(args.dropout_seed, args.dropout_offset, batch_head,
+                dropout_random_words(dropout_key_value.seed, dropout_key_value.offset, batch_head,
                                      static_cast<uint32_t>(row), static_cast<uint32_t>(col) >> 2);
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
