@@ -28,6 +28,7 @@
 #include "cuda/common/register_tile.cuh"
 #include "cuda/common/smem_tile.cuh"
 #include "cuda/sm80/backward_args.h"
+#include "cuda/sm80/backward_rows.cuh"
 #include "cuda/sm80/element_type.cuh"
 #include "cuda/sm80/sequence_view.cuh"
 #include "cuda/sm80/warp_gemm.cuh"
@@ -144,10 +145,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
 
   const T* k_base = static_cast<const T*>(a.k) + seq.k_offset + n0 * a.k_row_stride;
   const T* v_base = static_cast<const T*>(a.v) + seq.v_offset + n0 * a.v_row_stride;
-  const int64_t dout_offset0 =
-      (varlen ? seq.q_row0 * args.dout_row_stride : b * args.dout_batch_stride) +
-      h_first * args.dout_head_stride;
-  const int64_t slot_first = h_first * args.rows_total + (varlen ? seq.q_row0 : int64_t{b} * a.seqlen_q);
+  const int64_t dout_offset0 = query_rows_offset(a, seq, b, h_first, args.dout_batch_stride,
+                                                 args.dout_row_stride, args.dout_head_stride);
+  const int64_t slot_first = workspace_slot0(args, seq, b, h_first);
 
   auto load_query_tiles = [&](int iteration) {
     const int head = iteration / m_count;  // within the group
@@ -213,9 +213,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
 
   const float scale_log2 = a.softmax_scale * kLog2e;
   const bool dropout = kExtras && a.dropout_p > 0.0f;
-  const DropoutKey dropout_key_value =
-      dropout ? dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset)
-              : DropoutKey{0, 0};
   const float keep_scale = dropout ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
 
   AccTile<1, kAccTiles> dv_acc;
@@ -296,8 +293,10 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
         const float2 lse = *reinterpret_cast<const float2*>(lse_stage + q0 + 8 * n + 2 * t);
         s.v[0][n][e] = cuda::fast_exp2(x - (e % 2 == 0 ? lse.x : lse.y));
         if (dropout) {
+          // Resolved at the use (kept live across the loop, the key cost spills).
+          const DropoutKey philox_key = dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
           const Philox4 words = dropout_random_words(
-              dropout_key_value.seed, dropout_key_value.offset, static_cast<uint32_t>(b * a.heads_q + h),
+              philox_key.seed, philox_key.offset, static_cast<uint32_t>(b * a.heads_q + h),
               static_cast<uint32_t>(query), static_cast<uint32_t>(key) >> 2);
           if (philox_word(words, key & 3) < a.keep_threshold) kept_bits |= 1u << (4 * n + e);
         }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cuda/sm80/backward_args.h"
+#include "cuda/sm80/backward_rows.cuh"
 #include "cuda/sm80/sequence_view.cuh"
 
 namespace flashattn::cuda_sm80 {
@@ -21,28 +22,42 @@ constexpr int kPassWarps = kPassThreads / 32;
 
 size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-__device__ __forceinline__ int64_t first_slot(const BackwardKernelArgs& args, const SequenceView& seq,
-                                              int b, int h) {
-  const bool varlen = args.attention.cu_seqlens_q != nullptr;
-  return h * args.rows_total + (varlen ? seq.q_row0 : int64_t{b} * args.attention.seqlen_q);
+// The rows one pass block covers: (64 query rows, batch, head) from the grid. `active` is
+// false past the end of the sequence (the grid is sized for the longest).
+struct PassBlock {
+  int b;
+  int h;
+  int m0;
+  SequenceView seq;
+  int64_t slot0;  // workspace slot of the sequence's first row
+  bool active;
+};
+
+__device__ __forceinline__ PassBlock pass_block(const BackwardKernelArgs& args) {
+  PassBlock block;
+  block.b = blockIdx.y;
+  block.h = blockIdx.z;
+  block.m0 = blockIdx.x * kBackwardBlockM;
+  block.seq = sequence_view(args.attention, block.b, block.h);
+  block.slot0 = workspace_slot0(args, block.seq, block.b, block.h);
+  block.active = block.m0 < block.seq.len_q;
+  return block;
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kPassThreads)
     backward_prepare_kernel(const __grid_constant__ BackwardKernelArgs args) {
   const ForwardKernelArgs& a = args.attention;
-  const int b = blockIdx.y;
-  const int h = blockIdx.z;
-  const SequenceView seq = sequence_view(a, b, h);
-  const int m0 = blockIdx.x * kBackwardBlockM;
-  if (m0 >= seq.len_q) return;
-  const bool varlen = a.cu_seqlens_q != nullptr;
-  const int64_t slot0 = first_slot(args, seq, b, h);
-  const int64_t dout_offset =
-      (varlen ? seq.q_row0 * args.dout_row_stride : b * args.dout_batch_stride) +
-      h * args.dout_head_stride;
-  const int64_t lse_offset = varlen ? h * a.lse_head_stride + seq.q_row0
-                                    : b * a.lse_batch_stride + h * a.lse_head_stride;
+  const PassBlock block = pass_block(args);
+  if (!block.active) return;
+  const int b = block.b;
+  const int h = block.h;
+  const int m0 = block.m0;
+  const SequenceView& seq = block.seq;
+  const int64_t slot0 = block.slot0;
+  const int64_t dout_offset = query_rows_offset(a, seq, b, h, args.dout_batch_stride,
+                                                args.dout_row_stride, args.dout_head_stride);
+  const int64_t lse_base = lse_offset(a, seq, b, h);
   const T* out = static_cast<const T*>(a.out) + seq.out_offset;
   const T* dout = static_cast<const T*>(args.dout) + dout_offset;
   const bool vectorized = a.vectorized_out && args.vectorized_dout;
@@ -74,7 +89,7 @@ __global__ void __launch_bounds__(kPassThreads)
     if (lane == 0) {
       args.delta[slot0 + row] = dot;
       // +inf (a row that saw no key) stays +inf: the main kernel's exp2 then gives P = 0.
-      args.lse_log2[slot0 + row] = a.lse[lse_offset + row] * 1.4426950408889634f;
+      args.lse_log2[slot0 + row] = a.lse[lse_base + row] * 1.4426950408889634f;
     }
   }
 }
@@ -83,16 +98,14 @@ template <typename T>
 __global__ void __launch_bounds__(kPassThreads)
     backward_finish_kernel(const __grid_constant__ BackwardKernelArgs args) {
   const ForwardKernelArgs& a = args.attention;
-  const int b = blockIdx.y;
-  const int h = blockIdx.z;
-  const SequenceView seq = sequence_view(a, b, h);
-  const int m0 = blockIdx.x * kBackwardBlockM;
-  if (m0 >= seq.len_q) return;
-  const bool varlen = a.cu_seqlens_q != nullptr;
-  const int64_t slot0 = first_slot(args, seq, b, h);
-  const int64_t dq_offset = (varlen ? seq.q_row0 * args.dq_row_stride : b * args.dq_batch_stride) +
-                            h * args.dq_head_stride;
-  T* dq = static_cast<T*>(args.dq) + dq_offset;
+  const PassBlock block = pass_block(args);
+  if (!block.active) return;
+  const int m0 = block.m0;
+  const SequenceView& seq = block.seq;
+  const int64_t slot0 = block.slot0;
+  T* dq = static_cast<T*>(args.dq) + query_rows_offset(a, seq, block.b, block.h,
+                                                       args.dq_batch_stride, args.dq_row_stride,
+                                                       args.dq_head_stride);
   const int chunks = (a.head_dim + 7) / 8;
   const int rows = min(kBackwardBlockM, seq.len_q - m0);
   for (int index = static_cast<int>(threadIdx.x); index < rows * chunks; index += kPassThreads) {

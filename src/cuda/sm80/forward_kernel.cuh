@@ -134,9 +134,6 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
     }
   }
   const bool dropout = kExtras && args.dropout_p > 0.0f;
-  const DropoutKey dropout_key_value =
-      dropout ? dropout_key(args.dropout_seed_offset, args.dropout_seed, args.dropout_offset)
-              : DropoutKey{0, 0};
   const uint32_t batch_head = static_cast<uint32_t>(b * args.heads_q + h);
 
   const auto q_lanes = QTile::lane_addresses(q_tile, warp_row0 + lane % 16, lane / 16);
@@ -217,8 +214,12 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
 #pragma unroll
           for (int n = 0; n < kNTiles; ++n) {
             const int col = n0 + n * 8 + 2 * t;  // even: both columns share one Philox call
+            // Resolved at the use: kept in registers across the loop, the key cost the extras
+            // kernels spills; the pointer and the scalars are launch parameters.
+            const DropoutKey philox_key =
+                dropout_key(args.dropout_seed_offset, args.dropout_seed, args.dropout_offset);
             const Philox4 words =
-                dropout_random_words(dropout_key_value.seed, dropout_key_value.offset, batch_head,
+                dropout_random_words(philox_key.seed, philox_key.offset, batch_head,
                                      static_cast<uint32_t>(row), static_cast<uint32_t>(col) >> 2);
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
@@ -246,15 +247,13 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
   const float keep_scale = dropout ? 1.0f / (1.0f - args.dropout_p) : 1.0f;
   softmax.finish(o, multiplier, keep_scale, lse);
   if (args.lse != nullptr && t == 0) {
-    const int64_t lse_offset = args.cu_seqlens_q != nullptr
-                                   ? h * args.lse_head_stride + seq.q_row0
-                                   : b * args.lse_batch_stride + h * args.lse_head_stride;
+    const int64_t lse_base = lse_offset(args, seq, b, h);
 #pragma unroll
     for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
-        if (row < seq.len_q) args.lse[lse_offset + row] = lse[m][hh];
+        if (row < seq.len_q) args.lse[lse_base + row] = lse[m][hh];
       }
   }
   cuda::cp_async_wait<0>();
