@@ -26,9 +26,10 @@ struct SmemTile {
   }
 
   // ldmatrix addressing: lane reads row row0 + lane_row, chunk chunk0 + lane_chunk with
-  // lane_chunk in {0, 1} and compile-time row0 % 8 == 0, chunk0 % 2 == 0. The swizzle then
-  // depends on chunk0 % 8 alone, so four per-lane bases serve every (row0, chunk0) through an
-  // immediate offset instead of one register per address.
+  // compile-time row0 % 8 == 0 and chunk0 % 2 == 0; lane_chunk may carry a per-warp offset of
+  // any size (a warp's share of the columns). The swizzle and the panel then depend on
+  // chunk0 % 8 and chunk0 / 8 alone, so four per-lane bases serve every (row0, chunk0) through
+  // an immediate offset instead of one register per address.
   struct LaneAddresses {
     uint32_t base[4];
 
@@ -50,9 +51,9 @@ struct SmemTile {
     LaneAddresses addresses;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      addresses.base[k] =
-          tile +
-          static_cast<uint32_t>(lane_row * 128 + (((2 * k + lane_chunk) ^ (lane_row & 7)) << 4));
+      const int chunk = 2 * k + lane_chunk;  // may reach into a later panel
+      addresses.base[k] = tile + static_cast<uint32_t>(((chunk >> 3) * kRows + lane_row) * 128 +
+                                                       (((chunk & 7) ^ (lane_row & 7)) << 4));
     }
     return addresses;
   }

@@ -2,17 +2,17 @@
 // head), a loop over the query tiles of every query head of its group, P recomputed from Q, K
 // and the saved LSE; dK and dV accumulate in registers, dQ in fp32 in the workspace.
 //
-// Per query tile, three phases:
-//   1. each warp owns 16 keys (and, for wide heads, half the queries): S^T = K Q^T and
-//      dP^T = V dO^T, then P^T and dS^T = P^T * (dP^T - delta) in registers; dS^T (and P^T
-//      when phase 2 needs other warps' queries) is written to shared memory;
-//   2. dV += P^T dO and dK += dS^T Q — straight from registers when a warp owns all the
-//      queries of its keys (tile widths <= 128), else from shared memory with the head dim
-//      split between warps (192, 256: the accumulators would not fit one warp's registers);
-//   3. dQ (64 x width) = dS K, warps split along queries and head dim, added to the fp32
-//      workspace with vector atomics — in key-block order under semaphores when deterministic.
-// Working in the transposed orientation (keys as mma rows) is what lets phase 2 take P^T and
-// dS^T as A fragments without a shuffle.
+// Per query tile, with FlashAttention-2's warp layouts (each GEMM tiled over the 8 warps on its
+// own grid, the operands shared through shared memory):
+//   1. S = Q K^T and dP = dO V^T, warps in a grid over queries x keys; then, per element,
+//      P = exp2(S * scale - LSE) (dropped elements zeroed) and dS = P * (dP - delta), both
+//      written to shared memory;
+//   2. dV += P^T dO and dK += dS^T Q, warps in a grid over keys x head dim, P^T and dS^T read
+//      with ldmatrix.trans;
+//   3. dQ = dS K, warps in a grid over queries x head dim, added to the fp32 workspace with
+//      vector atomics, in key-block order under semaphores when deterministic.
+// Every warp reads only its own rows and columns of each operand, so a tile is read by a few
+// warps rather than all eight (the layout FA2 found to balance the three phases).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -39,33 +39,39 @@ using cuda::AccTile;
 using cuda::GlobalRows;
 using cuda::SmemTile;
 
+// A warp grid over an R x C product: kWarpsAlongRows warps along the rows, the rest along the
+// columns; each warp owns a kRows x kCols block of whole m16 tiles and 16-column pairs.
+template <int R, int C, int kWarps, int kWarpsAlongRows>
+struct WarpGrid {
+  static constexpr int kRows = R / kWarpsAlongRows;
+  static constexpr int kCols = C / (kWarps / kWarpsAlongRows);
+  static constexpr int kMTiles = kRows / 16;
+  static constexpr int kPairs = kCols / 16;
+  static_assert(kRows % 16 == 0 && kCols % 16 == 0, "whole m16 tiles and n16 pairs per warp");
+  __device__ __forceinline__ static int row0(int warp) { return (warp % kWarpsAlongRows) * kRows; }
+  __device__ __forceinline__ static int col0(int warp) { return (warp / kWarpsAlongRows) * kCols; }
+};
+
 template <int kWidth>
 struct BackwardConfig {
-  static constexpr int kBlockM = kBackwardBlockM;            // queries per inner step
-  static constexpr int kBlockN = kWidth <= 128 ? 128 : 64;   // keys per block
+  static constexpr bool kWide = kWidth > 128;
+  static constexpr int kBlockM = kBackwardBlockM;   // queries per inner step
+  static constexpr int kBlockN = kWide ? 64 : 128;  // keys per block
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kKeyTiles = kBlockN / 16;             // phases 1-2: 16 keys per warp
-  static constexpr int kParts = kWarps / kKeyTiles;          // query parts (1), head-dim parts (2)
-  static constexpr int kPartM = kBlockM / kParts;            // queries per warp in phase 1
-  static constexpr int kPartWidth = kWidth / kParts;         // dK/dV columns per warp
-  static constexpr bool kDirect = kParts == 1;               // phase 2 from registers
-  static constexpr int kStages = kWidth <= 128 ? 2 : 1;      // Q/dO buffers (prefetch when 2)
-  static constexpr int kDqMTiles = kBlockM / 16;             // phase 3: warps along queries...
-  static constexpr int kDqParts = kWarps / kDqMTiles;        // ...and along the head dim
-  static constexpr int kDqPartWidth = kWidth / kDqParts;
+  static constexpr int kStages = kWide ? 1 : 2;     // Q/dO buffers (prefetch when 2)
+  // FA2's layouts (Flash_bwd_kernel_traits<128, 64, 128, 8, 2, 4, 2> and <256, 64, 64, 8, 4, 2, 2>).
+  using Sdp = WarpGrid<kBlockM, kBlockN, kWarps, kWide ? 4 : 2>;  // S, dP: queries x keys
+  using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kWide ? 2 : 4>;   // dK, dV: keys x head dim
+  // dQ: queries x head dim, four warps along the head dim where that leaves whole pairs.
+  using Dq = WarpGrid<kBlockM, kWidth, kWarps, (kWidth / 4) % 16 == 0 ? 2 : 4>;
 
   using KvTile = SmemTile<kBlockN, kWidth>;
   using QTile = SmemTile<kBlockM, kWidth>;
-  using ScoreTile = SmemTile<kBlockN, kBlockM>;  // P^T, dS^T: keys x queries
+  using ScoreTile = SmemTile<kBlockM, kBlockN>;  // P, dS: queries x keys
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;
-  static constexpr int kSmemBytes = 2 * KvTile::kBytes + 2 * kStages * QTile::kBytes +
-                                    (kDirect ? 1 : 2) * ScoreTile::kBytes + kStatsBytes;
-
-  static_assert(kKeyTiles * kParts == kWarps && kDqMTiles * kDqParts == kWarps, "warp layout");
-  static_assert(kBlockM <= 64, "phase 3 reads dS^T with per-lane chunks inside one panel");
-  static_assert(kWidth % 32 == 0, "two head-dim parts interleave in 16-column pairs");
-  static_assert(kParts <= 2 && kDqParts == 2, "part offsets fit inside one 64-column panel");
+  static constexpr int kSmemBytes =
+      2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + 2 * ScoreTile::kBytes + kStatsBytes;
 };
 
 // Key blocks [first, last) that query block m sees, as the forward decides it: the pair
@@ -85,12 +91,12 @@ template <typename T, int kWidth, bool kExtras>
 __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     backward_kernel(const __grid_constant__ BackwardKernelArgs args) {
   using Config = BackwardConfig<kWidth>;
+  using Sdp = typename Config::Sdp;
+  using Dkv = typename Config::Dkv;
+  using Dq = typename Config::Dq;
   constexpr int kBlockM = Config::kBlockM;
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kThreads = Config::kThreads;
-  constexpr int kPartM = Config::kPartM;
-  constexpr int kSTiles = kPartM / 8;                  // n8 tiles of a warp's S^T row
-  constexpr int kAccTiles = Config::kPartWidth / 8;    // n8 tiles of a warp's dK / dV
   constexpr int kStages = Config::kStages;
   using KvTile = typename Config::KvTile;
   using QTile = typename Config::QTile;
@@ -103,12 +109,12 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   const uint32_t v_tile = k_tile + KvTile::kBytes;
   const uint32_t q_tiles = v_tile + KvTile::kBytes;                 // + stage * QTile::kBytes
   const uint32_t do_tiles = q_tiles + kStages * QTile::kBytes;      // + stage * QTile::kBytes
-  const uint32_t ds_tile = do_tiles + kStages * QTile::kBytes;
-  const uint32_t pt_tile = ds_tile + ScoreTile::kBytes;             // unused when kDirect
-  const uint32_t stats_offset =
-      2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + (Config::kDirect ? 1 : 2) * ScoreTile::kBytes;
+  const uint32_t p_tile = do_tiles + kStages * QTile::kBytes;
+  const uint32_t ds_tile = p_tile + ScoreTile::kBytes;
+  constexpr uint32_t kStatsOffset =
+      2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + 2 * ScoreTile::kBytes;
   // Per stage: kBlockM lse_log2 values then kBlockM delta values.
-  const float* stats = reinterpret_cast<const float*>(smem + stats_offset);
+  const float* stats = reinterpret_cast<const float*>(smem + kStatsOffset);
 
   // Deterministic: key blocks add their dQ in descending order, so the highest key block
   // (the one with the fewest query blocks under a causal mask) goes first and each block
@@ -188,37 +194,47 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int g = lane / 4;
   const int t = lane % 4;
-  const int key_row0 = (warp % Config::kKeyTiles) * 16;  // phases 1-2
-  const int part = warp / Config::kKeyTiles;             // query part / head-dim part
-  const int q0 = Config::kDirect ? 0 : part * kPartM;
-  const int dq_mtile = warp % Config::kDqMTiles;         // phase 3
-  const int dq_part = warp / Config::kDqMTiles;
+  const int sdp_row0 = Sdp::row0(warp);  // phase 1: queries
+  const int sdp_col0 = Sdp::col0(warp);  //          keys
+  const int dkv_row0 = Dkv::row0(warp);  // phase 2: keys
+  const int dkv_col0 = Dkv::col0(warp);  //          head dim
+  const int dq_row0 = Dq::row0(warp);    // phase 3: queries
+  const int dq_col0 = Dq::col0(warp);    //          head dim
 
-  const auto k_lanes_a = KvTile::lane_addresses(k_tile, key_row0 + lane % 16, lane / 16);
-  const auto v_lanes_a = KvTile::lane_addresses(v_tile, key_row0 + lane % 16, lane / 16);
-  const auto k_lanes_b = KvTile::lane_addresses(k_tile, lane % 16, lane / 16 + 2 * dq_part);
-  // Stage 0 of Q and dO: as the B operand of phase 1 (rows = queries of this warp's part) and
-  // transposed as the B operand of phase 2 (rows = queries, chunks offset by the d part).
-  const auto q_lanes_b0 =
-      QTile::lane_addresses(q_tiles, q0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
-  const auto do_lanes_b0 =
-      QTile::lane_addresses(do_tiles, q0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
-  const int phase2_chunk = Config::kDirect ? 0 : 2 * part;
-  const auto q_lanes_t0 = QTile::lane_addresses(q_tiles, lane % 16, lane / 16 + phase2_chunk);
-  const auto do_lanes_t0 = QTile::lane_addresses(do_tiles, lane % 16, lane / 16 + phase2_chunk);
-  const auto ds_lanes_a =
-      ScoreTile::lane_addresses(ds_tile, lane % 8 + (lane / 16) * 8, (lane / 8) % 2 + 2 * dq_mtile);
-  const auto dst_lanes_a = ScoreTile::lane_addresses(ds_tile, key_row0 + lane % 16, lane / 16);
-  const auto pt_lanes_a = ScoreTile::lane_addresses(pt_tile, key_row0 + lane % 16, lane / 16);
+  // Per-lane ldmatrix addresses, one set per (tile shape, access pattern); the second operand
+  // of the same pattern (dO beside Q, V beside K, dS beside P) is the same set shifted by a
+  // constant. Plain loads give A (rows = the tile's rows) or B of an "n rows, k columns"
+  // tile; .trans loads read a tile's transpose as A, or B of a "k rows, n columns" tile.
+  const auto q_lanes_a = QTile::lane_addresses(q_tiles, sdp_row0 + lane % 16, lane / 16);
+  const auto k_lanes_b =
+      KvTile::lane_addresses(k_tile, sdp_col0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  const auto p_lanes_at = ScoreTile::lane_addresses(p_tile, lane % 8 + (lane / 16) * 8,
+                                                    (lane / 8) % 2 + dkv_row0 / 8);
+  const auto q_lanes_bt = QTile::lane_addresses(q_tiles, lane % 16, lane / 16 + dkv_col0 / 8);
+  const auto ds_lanes_a = ScoreTile::lane_addresses(ds_tile, dq_row0 + lane % 16, lane / 16);
+  const auto k_lanes_bt = KvTile::lane_addresses(k_tile, lane % 16, lane / 16 + dq_col0 / 8);
+  constexpr uint32_t kDoFromQ = kStages * QTile::kBytes;
+  constexpr uint32_t kVFromK = KvTile::kBytes;
+  constexpr uint32_t kDsFromP = ScoreTile::kBytes;
 
   const float scale_log2 = a.softmax_scale * kLog2e;
   const bool dropout = kExtras && a.dropout_p > 0.0f;
   const float keep_scale = dropout ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
 
-  AccTile<1, kAccTiles> dv_acc;
-  AccTile<1, kAccTiles> dk_acc;
+  AccTile<Dkv::kMTiles, 2 * Dkv::kPairs> dv_acc;
+  AccTile<Dkv::kMTiles, 2 * Dkv::kPairs> dk_acc;
   dv_acc.zero();
   dk_acc.zero();
+
+  // Deterministic: the semaphore of the previous step, released once every warp's atomics
+  // of that step are done (at the next barrier, which the loop passes anyway).
+  int* pending_semaphore = nullptr;
+  int pending_rank = 0;
+  auto release_pending = [&] {
+    if (pending_semaphore != nullptr && threadIdx.x == 0) {
+      cuda::store_release(pending_semaphore, pending_rank + 1);
+    }
+  };
 
   for (int iteration = 0; iteration < iterations; ++iteration) {
     const int head = iteration / m_count;
@@ -226,6 +242,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     const int m_block = m_begin + iteration % m_count;
     const int m0 = m_block * kBlockM;
     const int stage = kStages == 2 ? iteration % 2 : 0;
+    const uint32_t stage_bytes = stage * QTile::kBytes;
     const float* lse_stage = stats + stage * 2 * kBlockM;
     const float* delta_stage = lse_stage + kBlockM;
 
@@ -238,6 +255,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     }
     cuda::cp_async_wait<0>();
     __syncthreads();  // this step's tiles have landed; the previous step is done everywhere
+    release_pending();
     if constexpr (kStages == 2) {
       if (iteration + 1 < iterations) {
         load_query_tiles(iteration + 1);
@@ -245,21 +263,26 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
       }
     }
 
-    // ---- Phase 1: S^T, P^T, dP^T, dS^T for this warp's 16 keys x kPartM queries.
-    const uint32_t stage_bytes = stage * QTile::kBytes;
-    AccTile<1, kSTiles> s;
-    AccTile<1, kSTiles> dp;
+    // ---- Phase 1: S = Q K^T and dP = dO V^T on this warp's queries x keys.
+    AccTile<Sdp::kMTiles, 2 * Sdp::kPairs> s;
+    AccTile<Sdp::kMTiles, 2 * Sdp::kPairs> dp;
     s.zero();
     dp.zero();
-    // Plain: S^T and dP^T in one interleaved loop. Extras: dP^T after P (below), which keeps
-    // the per-element softcap gradients and dP^T from being live at once (they spilled).
-    if constexpr (kExtras) {
-      gemm_qk<T, kWidth, true>(s, k_lanes_a, q_lanes_b0.shifted(stage_bytes));
-    } else {
-      gemm_qk_dual<T, kWidth>(s, k_lanes_a, q_lanes_b0.shifted(stage_bytes), dp, v_lanes_a,
-                              do_lanes_b0.shifted(stage_bytes));
+    {
+      const auto q_lanes = q_lanes_a.shifted(stage_bytes);
+      const auto do_lanes = q_lanes_a.shifted(stage_bytes + kDoFromQ);
+      const auto k_lanes = k_lanes_b;
+      const auto v_lanes = k_lanes_b.shifted(kVFromK);
+      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(
+          s, [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, q_lanes.at(16 * m, 2 * kk)); },
+          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, k_lanes.at(16 * j, 2 * kk)); });
+      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(
+          dp, [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, do_lanes.at(16 * m, 2 * kk)); },
+          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, v_lanes.at(16 * j, 2 * kk)); });
     }
 
+    // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
+    // key n0 + sdp_col0 + 8 n + 2 t + e.
     const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
     const bool needs_mask = m0 + kBlockM > seq.len_q || mask.first_col(row_last) > n0 ||
                             mask.last_col(m0) < n0 + kBlockN;
@@ -267,151 +290,134 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     if constexpr (kExtras) {
       if (a.alibi_slopes != nullptr) alibi_slope = a.alibi_slopes[b * a.alibi_batch_stride + h];
     }
-    // Element e of n8 tile n: key n0 + key_row0 + g + 8 (e / 2), query m0 + q0 + 8n + 2t + e % 2.
-    float grad[kExtras ? kSTiles : 1][4];  // d(modified score)/d(dot) per element (extras)
-    uint32_t kept_bits = 0;                // dropout: bit 4n + e set when kept
+    const int key0 = n0 + sdp_col0 + 2 * t;  // key of element (n = 0, e = 0)
 #pragma unroll
-    for (int n = 0; n < kSTiles; ++n) {
+    for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int query = m0 + q0 + 8 * n + 2 * t + e % 2;
-        const int key = n0 + key_row0 + g + 8 * (e / 2);
-        float x;  // log2-domain score
-        if constexpr (kExtras) {
-          const float bias = alibi_bias(alibi_slope, query, key, diagonal);
-          const float score = modified_score(s.v[0][n][e], a.softmax_scale, a.softcap, bias);
-          grad[n][e] = modified_score_grad(score - bias, a.softmax_scale, a.softcap);
-          x = score * kLog2e;
-        } else {
-          x = s.v[0][n][e] * scale_log2;
-        }
+      for (int hh = 0; hh < 2; ++hh) {
+        const int row = sdp_row0 + 16 * m + g + 8 * hh;
+        const int query = m0 + row;
+        const float lse = lse_stage[row];
+        const float delta = delta_stage[row];
+        // Visible keys key0 + [first, last): the row's band, empty past the sequence.
+        int first = 0;
+        int last = 2 * kBlockN;
         if (needs_mask) {
-          const bool visible = query < seq.len_q && key >= mask.first_col(query) &&
-                               key < mask.last_col(query);
-          if (!visible) x = -INFINITY;
+          const bool in_sequence = query < seq.len_q;
+          first = in_sequence ? static_cast<int>(mask.first_col(query)) - key0 : 0;
+          last = in_sequence ? static_cast<int>(mask.last_col(query)) - key0 : 0;
         }
-        const float2 lse = *reinterpret_cast<const float2*>(lse_stage + q0 + 8 * n + 2 * t);
-        s.v[0][n][e] = cuda::fast_exp2(x - (e % 2 == 0 ? lse.x : lse.y));
-        if (dropout) {
-          // Resolved at the use (kept live across the loop, the key cost spills).
-          const DropoutKey philox_key = dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
-          const Philox4 words = dropout_random_words(
-              philox_key.seed, philox_key.offset, static_cast<uint32_t>(b * a.heads_q + h),
-              static_cast<uint32_t>(query), static_cast<uint32_t>(key) >> 2);
-          if (philox_word(words, key & 3) < a.keep_threshold) kept_bits |= 1u << (4 * n + e);
+#pragma unroll
+        for (int n = 0; n < 2 * Sdp::kPairs; ++n) {
+          Philox4 words{};
+          if (dropout) {
+            // Resolved at the use (kept live across the loop, the key cost spills). Both
+            // columns of the pair share one Philox call (key0 + 8 n is even).
+            const DropoutKey philox_key =
+                dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
+            words = dropout_random_words(philox_key.seed, philox_key.offset,
+                                         static_cast<uint32_t>(b * a.heads_q + h),
+                                         static_cast<uint32_t>(query),
+                                         static_cast<uint32_t>(key0 + 8 * n) >> 2);
+          }
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int col = 8 * n + e;  // relative to key0
+            const int key = key0 + col;
+            float& score_slot = s.v[m][n][2 * hh + e];
+            float& grad_slot = dp.v[m][n][2 * hh + e];
+            float x;  // log2-domain score
+            float modifier_grad = 1.0f;
+            if constexpr (kExtras) {
+              const float bias = alibi_bias(alibi_slope, query, key, diagonal);
+              const float score = modified_score(score_slot, a.softmax_scale, a.softcap, bias);
+              modifier_grad = modified_score_grad(score - bias, a.softmax_scale, a.softcap);
+              x = score * kLog2e;
+            } else {
+              x = score_slot * scale_log2;
+            }
+            if (needs_mask && (col < first || col >= last)) x = -INFINITY;
+            const float p = cuda::fast_exp2(x - lse);
+            float dp_kept = grad_slot;
+            bool kept = true;
+            if (dropout) {
+              kept = philox_word(words, key & 3) < a.keep_threshold;
+              dp_kept = kept ? dp_kept * keep_scale : 0.0f;
+            }
+            // dS = P * (dP - delta), dP taken through the dropout mask and its 1 / (1 - p);
+            // dV takes P~ (P with the dropped elements zeroed; 1 / (1 - p) at the end).
+            grad_slot = p * (dp_kept - delta) * modifier_grad;
+            score_slot = kept ? p : 0.0f;
+          }
         }
       }
-    }
-    auto dropped = [&](float p, int n, int e) {
-      return dropout && !(kept_bits >> (4 * n + e) & 1u) ? 0.0f : p;
-    };
-
-    if constexpr (Config::kDirect) {
-      // dV += P~^T dO (P~: P with the dropped elements zeroed; 1 / (1 - p) at the end).
-      uint32_t pt[1][kSTiles / 2][4];
 #pragma unroll
-      for (int j = 0; j < kSTiles / 2; ++j) {
-        pt[0][j][0] = cuda::pack2<T>(dropped(s.v[0][2 * j][0], 2 * j, 0), dropped(s.v[0][2 * j][1], 2 * j, 1));
-        pt[0][j][1] = cuda::pack2<T>(dropped(s.v[0][2 * j][2], 2 * j, 2), dropped(s.v[0][2 * j][3], 2 * j, 3));
-        pt[0][j][2] = cuda::pack2<T>(dropped(s.v[0][2 * j + 1][0], 2 * j + 1, 0),
-                                     dropped(s.v[0][2 * j + 1][1], 2 * j + 1, 1));
-        pt[0][j][3] = cuda::pack2<T>(dropped(s.v[0][2 * j + 1][2], 2 * j + 1, 2),
-                                     dropped(s.v[0][2 * j + 1][3], 2 * j + 1, 3));
-      }
-      gemm_pv<T, kWidth, true>(dv_acc, pt, do_lanes_t0.shifted(stage_bytes));
-    } else {
+    for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
-      for (int n = 0; n < kSTiles; ++n)
+      for (int n = 0; n < 2 * Sdp::kPairs; ++n)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
-          const uint32_t word =
-              cuda::pack2<T>(dropped(s.v[0][n][2 * hh], n, 2 * hh), dropped(s.v[0][n][2 * hh + 1], n, 2 * hh + 1));
-          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(
-                           pt_tile + ScoreTile::offset(key_row0 + g + 8 * hh, q0 / 8 + n) + 4 * t),
-                       "r"(word));
+          const uint32_t offset =
+              ScoreTile::offset(sdp_row0 + 16 * m + g + 8 * hh, sdp_col0 / 8 + n) + 4 * t;
+          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(p_tile + offset),
+                       "r"(cuda::pack2<T>(s.v[m][n][2 * hh], s.v[m][n][2 * hh + 1])));
+          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ds_tile + offset),
+                       "r"(cuda::pack2<T>(dp.v[m][n][2 * hh], dp.v[m][n][2 * hh + 1])));
         }
-    }
+    __syncthreads();  // P and dS complete in shared memory
 
-    if constexpr (kExtras) gemm_qk<T, kWidth, true>(dp, v_lanes_a, do_lanes_b0.shifted(stage_bytes));
-    // dS = P * (dP - delta), dP taken through the dropout mask and its 1 / (1 - p).
-#pragma unroll
-    for (int n = 0; n < kSTiles; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float dp_kept = dropped(dp.v[0][n][e], n, e) * keep_scale;
-        const float2 delta = *reinterpret_cast<const float2*>(delta_stage + q0 + 8 * n + 2 * t);
-        float ds = s.v[0][n][e] * (dp_kept - (e % 2 == 0 ? delta.x : delta.y));
-        if constexpr (kExtras) ds *= grad[n][e];
-        dp.v[0][n][e] = ds;
-      }
-#pragma unroll
-    for (int n = 0; n < kSTiles; ++n)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const uint32_t word = cuda::pack2<T>(dp.v[0][n][2 * hh], dp.v[0][n][2 * hh + 1]);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(
-                         ds_tile + ScoreTile::offset(key_row0 + g + 8 * hh, q0 / 8 + n) + 4 * t),
-                     "r"(word));
-      }
-    if constexpr (Config::kDirect) {
-      uint32_t dst[1][kSTiles / 2][4];
-      cuda::to_a_fragments<T>(dp, dst);
-      gemm_pv<T, kWidth, true>(dk_acc, dst, q_lanes_t0.shifted(stage_bytes));
-    }
-    __syncthreads();  // dS^T (and P^T) complete in shared memory
-
-    // ---- Phase 2 (wide heads): dV += P~^T dO, dK += dS^T Q on this warp's head-dim part.
-    if constexpr (!Config::kDirect) {
-      constexpr int kKSteps = kBlockM / 16;
-      constexpr int kPairs = Config::kPartWidth / 16;
-      const auto load_pt = [&](int kk, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, pt_lanes_a.at(0, 2 * kk)); };
-      const auto load_dst = [&](int kk, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, dst_lanes_a.at(0, 2 * kk)); };
-      gemm_loaded_a<T, kKSteps, kPairs, 4>(dv_acc, load_pt, do_lanes_t0.shifted(stage_bytes));
-      gemm_loaded_a<T, kKSteps, kPairs, 4>(dk_acc, load_dst, q_lanes_t0.shifted(stage_bytes));
-    }
-
-    // ---- Phase 3: dQ (16 queries x kDqPartWidth per warp) = dS K, added to the workspace.
+    // ---- Phase 2: dV += P~^T dO and dK += dS^T Q on this warp's keys x head dim.
     {
-      constexpr int kKSteps = kBlockN / 16;
-      constexpr int kPairs = Config::kDqPartWidth / 16;
-      AccTile<1, 2 * kPairs> dq;
+      const auto pt_lanes = p_lanes_at;
+      const auto dst_lanes = p_lanes_at.shifted(kDsFromP);
+      const auto q_lanes = q_lanes_bt.shifted(stage_bytes);
+      const auto do_lanes = q_lanes_bt.shifted(stage_bytes + kDoFromQ);
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
+          dv_acc,
+          [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, pt_lanes.at(16 * kk, 2 * m)); },
+          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, do_lanes.at(16 * kk, 2 * j)); });
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
+          dk_acc,
+          [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, dst_lanes.at(16 * kk, 2 * m)); },
+          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, q_lanes.at(16 * kk, 2 * j)); });
+    }
+
+    // ---- Phase 3: dQ = dS K on this warp's queries x head dim, added to the workspace.
+    {
+      AccTile<Dq::kMTiles, 2 * Dq::kPairs> dq;
       dq.zero();
-      const auto load_ds = [&](int kk, uint32_t(&r)[4]) {
-        cuda::ldmatrix_x4_trans(r, ds_lanes_a.at(16 * kk, 0));
-      };
-      gemm_loaded_a<T, kKSteps, kPairs, 4>(dq, load_ds, k_lanes_b);
-      int* semaphore = nullptr;
-      int rank = 0;
+      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(
+          dq, [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, ds_lanes_a.at(16 * m, 2 * kk)); },
+          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, k_lanes_bt.at(16 * kk, 2 * j)); });
       if (args.semaphores != nullptr) {
         // Deterministic: key blocks add to this query block one at a time, highest first.
+        // Each warp waits on its own; the block releases at the next barrier.
         int first, last;
         key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
-        rank = last - 1 - n_block;
-        semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
-        if (threadIdx.x == 0) {
-          while (cuda::load_acquire(semaphore) != rank) {
+        pending_rank = last - 1 - n_block;
+        pending_semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
+        if (lane == 0) {
+          while (cuda::load_acquire(pending_semaphore) != pending_rank) {
           }
         }
-        __syncthreads();
+        __syncwarp();
       }
-      float* dq_rows = args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width +
-                       16 * dq_part;
+      float* dq_rows =
+          args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int row = dq_mtile * 16 + g + 8 * hh;
-        if (m0 + row < seq.len_q) {
+      for (int m = 0; m < Dq::kMTiles; ++m)
 #pragma unroll
-          for (int n = 0; n < 2 * kPairs; ++n) {
-            cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 32 * (n / 2) + 8 * (n % 2) + 2 * t,
-                                dq.v[0][n][2 * hh], dq.v[0][n][2 * hh + 1]);
+        for (int hh = 0; hh < 2; ++hh) {
+          const int row = dq_row0 + 16 * m + g + 8 * hh;
+          if (m0 + row < seq.len_q) {
+#pragma unroll
+            for (int n = 0; n < 2 * Dq::kPairs; ++n) {
+              cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t,
+                                  dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
+            }
           }
         }
-      }
-      if (semaphore != nullptr) {
-        __threadfence();
-        __syncthreads();
-        if (threadIdx.x == 0) cuda::store_release(semaphore, rank + 1);
-      }
+      if (args.semaphores != nullptr) __threadfence();  // before the release at the barrier
     }
   }
 
@@ -420,22 +426,22 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   const float dk_scale = kExtras ? 1.0f : a.softmax_scale;
   cuda::cp_async_wait<0>();
   __syncthreads();
+  release_pending();
 #pragma unroll
-  for (int d = 0; d < kAccTiles; ++d)
+  for (int m = 0; m < Dkv::kMTiles; ++m)
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int row = key_row0 + g + 8 * hh;
-      // Direct: tile d is chunk d; split: pair d / 2 of part p is chunks 4 (d / 2) + 2p + 0..1.
-      const int chunk = Config::kDirect ? d : 4 * (d / 2) + 2 * part + d % 2;
-      const uint32_t dk_word =
-          cuda::pack2<T>(dk_acc.v[0][d][2 * hh] * dk_scale, dk_acc.v[0][d][2 * hh + 1] * dk_scale);
-      const uint32_t dv_word = cuda::pack2<T>(dv_acc.v[0][d][2 * hh] * keep_scale,
-                                              dv_acc.v[0][d][2 * hh + 1] * keep_scale);
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(k_tile + KvTile::offset(row, chunk) + 4 * t),
-                   "r"(dk_word));
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(v_tile + KvTile::offset(row, chunk) + 4 * t),
-                   "r"(dv_word));
-    }
+    for (int n = 0; n < 2 * Dkv::kPairs; ++n)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const uint32_t offset =
+            KvTile::offset(dkv_row0 + 16 * m + g + 8 * hh, dkv_col0 / 8 + n) + 4 * t;
+        const uint32_t dk_word = cuda::pack2<T>(dk_acc.v[m][n][2 * hh] * dk_scale,
+                                                dk_acc.v[m][n][2 * hh + 1] * dk_scale);
+        const uint32_t dv_word = cuda::pack2<T>(dv_acc.v[m][n][2 * hh] * keep_scale,
+                                                dv_acc.v[m][n][2 * hh + 1] * keep_scale);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(k_tile + offset), "r"(dk_word));
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(v_tile + offset), "r"(dv_word));
+      }
   __syncthreads();
   const int64_t k_row_base = varlen ? seq.k_row0 : 0;
   T* dk = static_cast<T*>(args.dk) + (varlen ? 0 : b * args.dk_batch_stride) +

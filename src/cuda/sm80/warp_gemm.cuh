@@ -89,20 +89,24 @@ __device__ __forceinline__ void gemm_pv(AccTile<kMTiles, kDTiles>& o,
   }
 }
 
-// acc (one m16 tile, 2 * kPairs n8 tiles) += A (16 x 16 kKSteps) * B (16 kKSteps x ...).
-// A's fragments come from load_a(kk, regs) for k-step kk (ldmatrix from shared memory, plain
-// or transposed); B is stored k-major (row k holds B[k, :]) and read with ldmatrix.trans:
-// pair j (16 columns) at column chunk kChunkStride * j of b_lanes, whose per-lane chunk may
-// carry a fixed offset (a warp's share of the head dim). Both operands are loaded one step
-// ahead so that ldmatrix latency hides behind the tensor cores.
-template <typename T, int kKSteps, int kPairs, int kChunkStride, typename LoadA, typename BLanes>
-__device__ __forceinline__ void gemm_loaded_a(AccTile<1, 2 * kPairs>& acc, const LoadA& load_a,
-                                              const BLanes& b_lanes) {
+// acc (kMTiles m16 tiles x 2 kPairs n8 tiles) += A (16 kMTiles x 16 kKSteps) B (16 kKSteps x
+// 16 kPairs), the fragments from two loaders: load_a(kk, m, regs) gives A's m16 x k16 block
+// (m, kk), load_b(kk, j, regs) B's k16 x n16 block (kk, j) as {b0, b1} of n8 tile 2j and
+// {b2, b3} of n8 tile 2j + 1. Where each comes from (ldmatrix plain or transposed, which tile)
+// is the caller's; both are loaded one step ahead so that ldmatrix latency hides behind the
+// tensor cores.
+template <typename T, int kMTiles, int kKSteps, int kPairs, typename LoadA, typename LoadB>
+__device__ __forceinline__ void warp_gemm(AccTile<kMTiles, 2 * kPairs>& acc, const LoadA& load_a,
+                                          const LoadB& load_b) {
   constexpr int kSteps = kKSteps * kPairs;
-  uint32_t a[2][4];
+  uint32_t a[2][kMTiles][4];
   uint32_t b[2][4];
-  load_a(0, a[0]);
-  cuda::ldmatrix_x4_trans(b[0], b_lanes.at(0, 0));
+  auto load_a_step = [&](int kk) {
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m) load_a(kk, m, a[kk % 2][m]);
+  };
+  load_a_step(0);
+  load_b(0, 0, b[0]);
 #pragma unroll
   for (int kk = 0; kk < kKSteps; ++kk) {
 #pragma unroll
@@ -111,46 +115,15 @@ __device__ __forceinline__ void gemm_loaded_a(AccTile<1, 2 * kPairs>& acc, const
       if (step + 1 < kSteps) {
         const int next_kk = (step + 1) / kPairs;
         const int next_j = (step + 1) % kPairs;
-        if (next_j == 0) load_a(next_kk, a[next_kk % 2]);
-        cuda::ldmatrix_x4_trans(b[(step + 1) % 2], b_lanes.at(16 * next_kk, kChunkStride * next_j));
+        if (next_j == 0) load_a_step(next_kk);
+        load_b(next_kk, next_j, b[(step + 1) % 2]);
       }
-      cuda::mma_16816<T>(acc.v[0][2 * j], a[kk % 2], b[step % 2][0], b[step % 2][1]);
-      cuda::mma_16816<T>(acc.v[0][2 * j + 1], a[kk % 2], b[step % 2][2], b[step % 2][3]);
-    }
-  }
-}
-
-// Two independent products of the gemm_qk form in one loop, s += A1 B1^T and p += A2 B2^T
-// (one m16 tile each, contraction over kWidth): two accumulation chains interleaved give
-// the tensor cores twice the independent work between ldmatrix waits.
-template <typename T, int kWidth, int kNTiles, typename ALanes, typename BLanes>
-__device__ __forceinline__ void gemm_qk_dual(AccTile<1, kNTiles>& s, const ALanes& a1_lanes,
-                                             const BLanes& b1_lanes, AccTile<1, kNTiles>& p,
-                                             const ALanes& a2_lanes, const BLanes& b2_lanes) {
-  constexpr int kPairs = kNTiles / 2;
-  constexpr int kSteps = (kWidth / 16) * kPairs;
-  uint32_t a1[2][4], a2[2][4];
-  uint32_t b1[2][4], b2[2][4];
-  auto load = [&](int step) {
-    const int kk = step / kPairs;
-    const int j = step % kPairs;
-    if (j == 0) {
-      cuda::ldmatrix_x4(a1[kk % 2], a1_lanes.at(0, 2 * kk));
-      cuda::ldmatrix_x4(a2[kk % 2], a2_lanes.at(0, 2 * kk));
-    }
-    cuda::ldmatrix_x4(b1[step % 2], b1_lanes.at(16 * j, 2 * kk));
-    cuda::ldmatrix_x4(b2[step % 2], b2_lanes.at(16 * j, 2 * kk));
-  };
-  load(0);
 #pragma unroll
-  for (int step = 0; step < kSteps; ++step) {
-    const int kk = step / kPairs;
-    const int j = step % kPairs;
-    if (step + 1 < kSteps) load(step + 1);
-    cuda::mma_16816<T>(s.v[0][2 * j], a1[kk % 2], b1[step % 2][0], b1[step % 2][1]);
-    cuda::mma_16816<T>(p.v[0][2 * j], a2[kk % 2], b2[step % 2][0], b2[step % 2][1]);
-    cuda::mma_16816<T>(s.v[0][2 * j + 1], a1[kk % 2], b1[step % 2][2], b1[step % 2][3]);
-    cuda::mma_16816<T>(p.v[0][2 * j + 1], a2[kk % 2], b2[step % 2][2], b2[step % 2][3]);
+      for (int m = 0; m < kMTiles; ++m) {
+        cuda::mma_16816<T>(acc.v[m][2 * j], a[kk % 2][m], b[step % 2][0], b[step % 2][1]);
+        cuda::mma_16816<T>(acc.v[m][2 * j + 1], a[kk % 2][m], b[step % 2][2], b[step % 2][3]);
+      }
+    }
   }
 }
 
