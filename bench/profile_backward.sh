@@ -3,6 +3,8 @@
 # same problem: what limits the kernel (tensor pipe, shared-memory wavefronts and bank
 # conflicts, registers, warp stalls). Usage: OUT=dir CLI=build/tools/cli/flashattn \
 #   bench/profile_backward.sh [head_dim=128] [seqlen=4096] [causal=0]
+# SOURCE=1 also writes ours' SASS with per-instruction executed counts ($OUT/sass_ours.csv)
+# and a summary by opcode (where the instructions go).
 set -uo pipefail
 OUT=${OUT:-/tmp/flashattn-profile}
 CLI=${CLI:-build-gpu/tools/cli/flashattn}
@@ -45,3 +47,34 @@ for who in ours fa2; do
   echo "== $who (d$d s$s causal=$causal)"
   grep -E "^  [a-z_]*(backward|bwd)|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|Memory Throughput|hmma|bank_conflicts|wavefronts|inst_executed|issue_stalled|Warp Cycles Per Issued|Shared Memory Configuration Size|Dynamic Shared" "$OUT/ncu_$who.log" | head -40
 done
+if [[ ${SOURCE:-0} == 1 ]]; then
+  ncu -k regex:backward_kernel -c 1 --section SourceCounters --page source --print-source sass --csv \
+    "$CLI" --backend cuda --batch "$b" --heads "$h" --seqlen "$s" --head-dim "$d" $causal_flag \
+    --iters 1 --warmup 0 > "$OUT/sass_ours.csv" 2> "$OUT/sass_ours.err"
+  python3 - "$OUT/sass_ours.csv" <<'PY'
+import csv, sys, collections
+rows = list(csv.reader(open(sys.argv[1], errors="replace")))
+head = next((i for i, r in enumerate(rows) if "Source" in r), None)
+if head is None:
+    sys.exit("no SASS table in " + sys.argv[1])
+cols = rows[head]
+src, ex = cols.index("Source"), next(i for i, c in enumerate(cols) if c.startswith("Instructions Executed"))
+by_op, total, count = collections.Counter(), 0, 0
+for r in rows[head + 1:]:
+    if len(r) <= max(src, ex):
+        continue
+    try:
+        n = int(float(r[ex].replace(",", "") or 0))
+    except ValueError:
+        continue
+    op = r[src].strip().split()[0] if r[src].strip() else "?"
+    if op.startswith("@"):
+        op = r[src].strip().split()[1]
+    by_op[op.split(".")[0]] += n
+    total += n
+    count += 1
+print(f"== ours SASS: {count} instructions in the kernel, {total:,} warp-instructions executed")
+for op, n in by_op.most_common(25):
+    print(f"{op:12s} {n:>14,} {100 * n / max(total, 1):5.1f}%")
+PY
+fi

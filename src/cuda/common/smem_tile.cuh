@@ -107,10 +107,23 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const 
   if (chunk >= Tile::kChunksPerRow) return;
   const int row0 = Plan::row();
   const int col = chunk * 8;
-  const int valid_cols = col < src.cols ? min(src.cols - col, 8) : 0;
   const uint32_t dst0 = tile + Tile::offset(row0, chunk);
   const T* from = src.base + row0 * src.row_stride + col;
   const int64_t step = Plan::kRowsPerPass * src.row_stride;
+  if (src.vectorized && src.rows >= kRows && src.cols == kWidth) {
+    // The whole tile exists (every block but a sequence's last, at a tile-width head dim):
+    // plain 16-byte copies, without the per-copy bounds and zero-fill arithmetic, which in
+    // the kernels' main loops cost more instructions than the copies themselves.
+#pragma unroll
+    for (int pass = 0; pass < Plan::kPasses; ++pass, from += step) {
+      const int row = row0 + pass * Plan::kRowsPerPass;
+      cp_async_16(Plan::kFixedStep ? dst0 + pass * Plan::kRowsPerPass * 128
+                                   : tile + Tile::offset(row, chunk),
+                  from);
+    }
+    return;
+  }
+  const int valid_cols = col < src.cols ? min(src.cols - col, 8) : 0;
 #pragma unroll
   for (int pass = 0; pass < Plan::kPasses; ++pass, from += step) {
     const int row = row0 + pass * Plan::kRowsPerPass;

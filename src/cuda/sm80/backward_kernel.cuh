@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "common/philox.h"
 #include "common/score_mods.h"
@@ -59,8 +60,9 @@ struct BackwardConfig {
   static constexpr int kBlockN = kWide ? 64 : 128;  // keys per block
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kStages = kWide ? 1 : 2;     // Q/dO buffers (prefetch when 2)
-  // FA2's layouts (Flash_bwd_kernel_traits<128, 64, 128, 8, 2, 4, 2> and <256, 64, 64, 8, 4, 2, 2>).
+  static constexpr int kStages = kWide ? 1 : 2;  // Q/dO buffers (prefetch when 2)
+  // FA2's layouts (Flash_bwd_kernel_traits<128, 64, 128, 8, 2, 4, 2> and <256, 64, 64, 8, 4, 2,
+  // 2>).
   using Sdp = WarpGrid<kBlockM, kBlockN, kWarps, kWide ? 4 : 2>;  // S, dP: queries x keys
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kWide ? 2 : 4>;   // dK, dV: keys x head dim
   // dQ: queries x head dim, four warps along the head dim where that leaves whole pairs.
@@ -107,8 +109,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t k_tile = cuda::smem_address(smem);
   const uint32_t v_tile = k_tile + KvTile::kBytes;
-  const uint32_t q_tiles = v_tile + KvTile::kBytes;                 // + stage * QTile::kBytes
-  const uint32_t do_tiles = q_tiles + kStages * QTile::kBytes;      // + stage * QTile::kBytes
+  const uint32_t q_tiles = v_tile + KvTile::kBytes;             // + stage * QTile::kBytes
+  const uint32_t do_tiles = q_tiles + kStages * QTile::kBytes;  // + stage * QTile::kBytes
   const uint32_t p_tile = do_tiles + kStages * QTile::kBytes;
   const uint32_t ds_tile = p_tile + ScoreTile::kBytes;
   constexpr uint32_t kStatsOffset =
@@ -159,10 +161,10 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     const int head = iteration / m_count;  // within the group
     const int m0 = (m_begin + iteration % m_count) * kBlockM;
     const int stage = kStages == 2 ? iteration % 2 : 0;
-    const T* q = static_cast<const T*>(a.q) + seq.q_offset + head * a.q_head_stride +
-                 m0 * a.q_row_stride;
-    const T* dout = static_cast<const T*>(args.dout) + dout_offset0 +
-                    head * args.dout_head_stride + m0 * args.dout_row_stride;
+    const T* q =
+        static_cast<const T*>(a.q) + seq.q_offset + head * a.q_head_stride + m0 * a.q_row_stride;
+    const T* dout = static_cast<const T*>(args.dout) + dout_offset0 + head * args.dout_head_stride +
+                    m0 * args.dout_row_stride;
     cuda::load_tile<kBlockM, kWidth, kThreads>(
         q_tiles + stage * QTile::kBytes,
         GlobalRows<const T>{q, a.q_row_stride, seq.len_q - m0, a.head_dim, a.vectorized_q});
@@ -183,7 +185,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
 
   // K and V rows past the used keys read as zeros: seqused_k may leave garbage there.
   cuda::load_tile<kBlockN, kWidth, kThreads>(
-      k_tile, GlobalRows<const T>{k_base, a.k_row_stride, seq.len_k - n0, a.head_dim, a.vectorized_k});
+      k_tile,
+      GlobalRows<const T>{k_base, a.k_row_stride, seq.len_k - n0, a.head_dim, a.vectorized_k});
   cuda::load_tile<kBlockN, kWidth, kThreads>(
       v_tile,
       GlobalRows<const T>{v_base, a.v_row_stride, seq.len_k - n0, a.head_dim_v, a.vectorized_v});
@@ -208,8 +211,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   const auto q_lanes_a = QTile::lane_addresses(q_tiles, sdp_row0 + lane % 16, lane / 16);
   const auto k_lanes_b =
       KvTile::lane_addresses(k_tile, sdp_col0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
-  const auto p_lanes_at = ScoreTile::lane_addresses(p_tile, lane % 8 + (lane / 16) * 8,
-                                                    (lane / 8) % 2 + dkv_row0 / 8);
+  const auto p_lanes_at =
+      ScoreTile::lane_addresses(p_tile, lane % 8 + (lane / 16) * 8, (lane / 8) % 2 + dkv_row0 / 8);
   const auto q_lanes_bt = QTile::lane_addresses(q_tiles, lane % 16, lane / 16 + dkv_col0 / 8);
   const auto ds_lanes_a = ScoreTile::lane_addresses(ds_tile, dq_row0 + lane % 16, lane / 16);
   const auto k_lanes_bt = KvTile::lane_addresses(k_tile, lane % 16, lane / 16 + dq_col0 / 8);
@@ -274,11 +277,19 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
       const auto k_lanes = k_lanes_b;
       const auto v_lanes = k_lanes_b.shifted(kVFromK);
       warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(
-          s, [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, q_lanes.at(16 * m, 2 * kk)); },
-          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, k_lanes.at(16 * j, 2 * kk)); });
+          s,
+          [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, q_lanes.at(16 * m, 2 * kk)); },
+          [&](int kk, int j, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4(r, k_lanes.at(16 * j, 2 * kk));
+          });
       warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(
-          dp, [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, do_lanes.at(16 * m, 2 * kk)); },
-          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, v_lanes.at(16 * j, 2 * kk)); });
+          dp,
+          [&](int kk, int m, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4(r, do_lanes.at(16 * m, 2 * kk));
+          },
+          [&](int kk, int j, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4(r, v_lanes.at(16 * j, 2 * kk));
+          });
     }
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
@@ -291,66 +302,74 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
       if (a.alibi_slopes != nullptr) alibi_slope = a.alibi_slopes[b * a.alibi_batch_stride + h];
     }
     const int key0 = n0 + sdp_col0 + 2 * t;  // key of element (n = 0, e = 0)
+    // Compiled twice: blocks off the mask's boundary skip the per-element test entirely.
+    auto probabilities_and_gradients = [&](auto masked) {
+      constexpr bool kMasked = decltype(masked)::value;
 #pragma unroll
-    for (int m = 0; m < Sdp::kMTiles; ++m)
+      for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int row = sdp_row0 + 16 * m + g + 8 * hh;
-        const int query = m0 + row;
-        const float lse = lse_stage[row];
-        const float delta = delta_stage[row];
-        // Visible keys key0 + [first, last): the row's band, empty past the sequence.
-        int first = 0;
-        int last = 2 * kBlockN;
-        if (needs_mask) {
-          const bool in_sequence = query < seq.len_q;
-          first = in_sequence ? static_cast<int>(mask.first_col(query)) - key0 : 0;
-          last = in_sequence ? static_cast<int>(mask.last_col(query)) - key0 : 0;
-        }
-#pragma unroll
-        for (int n = 0; n < 2 * Sdp::kPairs; ++n) {
-          Philox4 words{};
-          if (dropout) {
-            // Resolved at the use (kept live across the loop, the key cost spills). Both
-            // columns of the pair share one Philox call (key0 + 8 n is even).
-            const DropoutKey philox_key =
-                dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
-            words = dropout_random_words(philox_key.seed, philox_key.offset,
-                                         static_cast<uint32_t>(b * a.heads_q + h),
-                                         static_cast<uint32_t>(query),
-                                         static_cast<uint32_t>(key0 + 8 * n) >> 2);
+        for (int hh = 0; hh < 2; ++hh) {
+          const int row = sdp_row0 + 16 * m + g + 8 * hh;
+          const int query = m0 + row;
+          const float lse = lse_stage[row];
+          const float delta = delta_stage[row];
+          // Visible keys key0 + [first, last): the row's band, empty past the sequence.
+          int first = 0;
+          int last = 2 * kBlockN;
+          if (kMasked) {
+            const bool in_sequence = query < seq.len_q;
+            first = in_sequence ? static_cast<int>(mask.first_col(query)) - key0 : 0;
+            last = in_sequence ? static_cast<int>(mask.last_col(query)) - key0 : 0;
           }
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int col = 8 * n + e;  // relative to key0
-            const int key = key0 + col;
-            float& score_slot = s.v[m][n][2 * hh + e];
-            float& grad_slot = dp.v[m][n][2 * hh + e];
-            float x;  // log2-domain score
-            float modifier_grad = 1.0f;
-            if constexpr (kExtras) {
-              const float bias = alibi_bias(alibi_slope, query, key, diagonal);
-              const float score = modified_score(score_slot, a.softmax_scale, a.softcap, bias);
-              modifier_grad = modified_score_grad(score - bias, a.softmax_scale, a.softcap);
-              x = score * kLog2e;
-            } else {
-              x = score_slot * scale_log2;
-            }
-            if (needs_mask && (col < first || col >= last)) x = -INFINITY;
-            const float p = cuda::fast_exp2(x - lse);
-            float dp_kept = grad_slot;
-            bool kept = true;
+          for (int n = 0; n < 2 * Sdp::kPairs; ++n) {
+            Philox4 words{};
             if (dropout) {
-              kept = philox_word(words, key & 3) < a.keep_threshold;
-              dp_kept = kept ? dp_kept * keep_scale : 0.0f;
+              // Resolved at the use (kept live across the loop, the key cost spills). Both
+              // columns of the pair share one Philox call (key0 + 8 n is even).
+              const DropoutKey philox_key =
+                  dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
+              words = dropout_random_words(
+                  philox_key.seed, philox_key.offset, static_cast<uint32_t>(b * a.heads_q + h),
+                  static_cast<uint32_t>(query), static_cast<uint32_t>(key0 + 8 * n) >> 2);
             }
-            // dS = P * (dP - delta), dP taken through the dropout mask and its 1 / (1 - p);
-            // dV takes P~ (P with the dropped elements zeroed; 1 / (1 - p) at the end).
-            grad_slot = p * (dp_kept - delta) * modifier_grad;
-            score_slot = kept ? p : 0.0f;
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int col = 8 * n + e;  // relative to key0
+              const int key = key0 + col;
+              float& score_slot = s.v[m][n][2 * hh + e];
+              float& grad_slot = dp.v[m][n][2 * hh + e];
+              float x;  // log2-domain score
+              float modifier_grad = 1.0f;
+              if constexpr (kExtras) {
+                const float bias = alibi_bias(alibi_slope, query, key, diagonal);
+                const float score = modified_score(score_slot, a.softmax_scale, a.softcap, bias);
+                modifier_grad = modified_score_grad(score - bias, a.softmax_scale, a.softcap);
+                x = score * kLog2e;
+              } else {
+                x = score_slot * scale_log2;
+              }
+              if (kMasked && (col < first || col >= last)) x = -INFINITY;
+              const float p = cuda::fast_exp2(x - lse);
+              float dp_kept = grad_slot;
+              bool kept = true;
+              if (dropout) {
+                kept = philox_word(words, key & 3) < a.keep_threshold;
+                dp_kept = kept ? dp_kept * keep_scale : 0.0f;
+              }
+              // dS = P * (dP - delta), dP taken through the dropout mask and its 1 / (1 - p);
+              // dV takes P~ (P with the dropped elements zeroed; 1 / (1 - p) at the end).
+              grad_slot = p * (dp_kept - delta) * modifier_grad;
+              score_slot = kept ? p : 0.0f;
+            }
           }
         }
-      }
+    };
+    if (needs_mask) {
+      probabilities_and_gradients(std::true_type{});
+    } else {
+      probabilities_and_gradients(std::false_type{});
+    }
 #pragma unroll
     for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
@@ -374,12 +393,20 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
       const auto do_lanes = q_lanes_bt.shifted(stage_bytes + kDoFromQ);
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
           dv_acc,
-          [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, pt_lanes.at(16 * kk, 2 * m)); },
-          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, do_lanes.at(16 * kk, 2 * j)); });
+          [&](int kk, int m, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4_trans(r, pt_lanes.at(16 * kk, 2 * m));
+          },
+          [&](int kk, int j, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4_trans(r, do_lanes.at(16 * kk, 2 * j));
+          });
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
           dk_acc,
-          [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, dst_lanes.at(16 * kk, 2 * m)); },
-          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, q_lanes.at(16 * kk, 2 * j)); });
+          [&](int kk, int m, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4_trans(r, dst_lanes.at(16 * kk, 2 * m));
+          },
+          [&](int kk, int j, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4_trans(r, q_lanes.at(16 * kk, 2 * j));
+          });
     }
 
     // ---- Phase 3: dQ = dS K on this warp's queries x head dim, added to the workspace.
@@ -387,23 +414,29 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
       AccTile<Dq::kMTiles, 2 * Dq::kPairs> dq;
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(
-          dq, [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, ds_lanes_a.at(16 * m, 2 * kk)); },
-          [&](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4_trans(r, k_lanes_bt.at(16 * kk, 2 * j)); });
+          dq,
+          [&](int kk, int m, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4(r, ds_lanes_a.at(16 * m, 2 * kk));
+          },
+          [&](int kk, int j, uint32_t(&r)[4]) {
+            cuda::ldmatrix_x4_trans(r, k_lanes_bt.at(16 * kk, 2 * j));
+          });
       if (args.semaphores != nullptr) {
         // Deterministic: key blocks add to this query block one at a time, highest first.
         // Each warp waits on its own; the block releases at the next barrier.
         int first, last;
         key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
         pending_rank = last - 1 - n_block;
-        pending_semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
+        pending_semaphore =
+            args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
         if (lane == 0) {
           while (cuda::load_acquire(pending_semaphore) != pending_rank) {
           }
         }
         __syncwarp();
       }
-      float* dq_rows =
-          args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
+      float* dq_rows = args.dq_accum +
+                       (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
 #pragma unroll
       for (int m = 0; m < Dq::kMTiles; ++m)
 #pragma unroll
@@ -449,9 +482,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   T* dv = static_cast<T*>(args.dv) + (varlen ? 0 : b * args.dv_batch_stride) +
           (k_row_base + n0) * args.dv_row_stride + h_kv * args.dv_head_stride;
   cuda::store_tile<kBlockN, kWidth, kThreads>(
-      k_tile, GlobalRows<T>{dk, args.dk_row_stride, seq.len_k_rows - n0, a.head_dim, args.vectorized_dk});
+      k_tile,
+      GlobalRows<T>{dk, args.dk_row_stride, seq.len_k_rows - n0, a.head_dim, args.vectorized_dk});
   cuda::store_tile<kBlockN, kWidth, kThreads>(
-      v_tile, GlobalRows<T>{dv, args.dv_row_stride, seq.len_k_rows - n0, a.head_dim_v, args.vectorized_dv});
+      v_tile,
+      GlobalRows<T>{dv, args.dv_row_stride, seq.len_k_rows - n0, a.head_dim_v, args.vectorized_dv});
 }
 
 template <DType kDType, int kWidth, bool kExtras>
