@@ -206,8 +206,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
 
   // Per-lane ldmatrix addresses, one set per (tile shape, access pattern); the second operand
   // of the same pattern (dO beside Q, V beside K, dS beside P) is the same set shifted by a
-  // constant. Plain loads give A (rows = the tile's rows) or B of an "n rows, k columns"
-  // tile; .trans loads read a tile's transpose as A, or B of a "k rows, n columns" tile.
+  // constant. The loaders of warp_gemm.cuh (a_rows, a_columns, b_rows, b_columns) say how
+  // each product reads them.
   const auto q_lanes_a = QTile::lane_addresses(q_tiles, sdp_row0 + lane % 16, lane / 16);
   const auto k_lanes_b =
       KvTile::lane_addresses(k_tile, sdp_col0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
@@ -274,22 +274,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
     {
       const auto q_lanes = q_lanes_a.shifted(stage_bytes);
       const auto do_lanes = q_lanes_a.shifted(stage_bytes + kDoFromQ);
-      const auto k_lanes = k_lanes_b;
       const auto v_lanes = k_lanes_b.shifted(kVFromK);
-      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(
-          s,
-          [&](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, q_lanes.at(16 * m, 2 * kk)); },
-          [&](int kk, int j, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4(r, k_lanes.at(16 * j, 2 * kk));
-          });
-      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(
-          dp,
-          [&](int kk, int m, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4(r, do_lanes.at(16 * m, 2 * kk));
-          },
-          [&](int kk, int j, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4(r, v_lanes.at(16 * j, 2 * kk));
-          });
+      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(q_lanes), b_rows(k_lanes_b));
+      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(do_lanes), b_rows(v_lanes));
     }
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
@@ -387,40 +374,21 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
 
     // ---- Phase 2: dV += P~^T dO and dK += dS^T Q on this warp's keys x head dim.
     {
-      const auto pt_lanes = p_lanes_at;
-      const auto dst_lanes = p_lanes_at.shifted(kDsFromP);
+      const auto ds_lanes = p_lanes_at.shifted(kDsFromP);
       const auto q_lanes = q_lanes_bt.shifted(stage_bytes);
       const auto do_lanes = q_lanes_bt.shifted(stage_bytes + kDoFromQ);
-      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
-          dv_acc,
-          [&](int kk, int m, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4_trans(r, pt_lanes.at(16 * kk, 2 * m));
-          },
-          [&](int kk, int j, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4_trans(r, do_lanes.at(16 * kk, 2 * j));
-          });
-      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
-          dk_acc,
-          [&](int kk, int m, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4_trans(r, dst_lanes.at(16 * kk, 2 * m));
-          },
-          [&](int kk, int j, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4_trans(r, q_lanes.at(16 * kk, 2 * j));
-          });
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),
+                                                            b_columns(do_lanes));
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes),
+                                                            b_columns(q_lanes));
     }
 
     // ---- Phase 3: dQ = dS K on this warp's queries x head dim, added to the workspace.
     {
       AccTile<Dq::kMTiles, 2 * Dq::kPairs> dq;
       dq.zero();
-      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(
-          dq,
-          [&](int kk, int m, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4(r, ds_lanes_a.at(16 * m, 2 * kk));
-          },
-          [&](int kk, int j, uint32_t(&r)[4]) {
-            cuda::ldmatrix_x4_trans(r, k_lanes_bt.at(16 * kk, 2 * j));
-          });
+      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
+                                                          b_columns(k_lanes_bt));
       if (args.semaphores != nullptr) {
         // Deterministic: key blocks add to this query block one at a time, highest first.
         // Each warp waits on its own; the block releases at the next barrier.

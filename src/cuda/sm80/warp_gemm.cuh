@@ -89,6 +89,35 @@ __device__ __forceinline__ void gemm_pv(AccTile<kMTiles, kDTiles>& o,
   }
 }
 
+// Fragment loaders for warp_gemm from a swizzled tile's per-lane ldmatrix addresses, one per
+// way an operand can be stored:
+//   a_rows:    A's rows are the tile's rows (lanes as lane % 16, chunk lane / 16);
+//   a_columns: A is the tile's transpose (lanes as lane % 8 + 8 (lane / 16), chunk (lane / 8) % 2);
+//   b_rows:    B's columns are the tile's rows, k along the row (lanes as for a_columns);
+//   b_columns: B's rows (k) are the tile's rows (lanes as for a_rows).
+template <typename Lanes>
+__device__ __forceinline__ auto a_rows(const Lanes& lanes) {
+  return
+      [lanes](int kk, int m, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, lanes.at(16 * m, 2 * kk)); };
+}
+template <typename Lanes>
+__device__ __forceinline__ auto a_columns(const Lanes& lanes) {
+  return [lanes](int kk, int m, uint32_t(&r)[4]) {
+    cuda::ldmatrix_x4_trans(r, lanes.at(16 * kk, 2 * m));
+  };
+}
+template <typename Lanes>
+__device__ __forceinline__ auto b_rows(const Lanes& lanes) {
+  return
+      [lanes](int kk, int j, uint32_t(&r)[4]) { cuda::ldmatrix_x4(r, lanes.at(16 * j, 2 * kk)); };
+}
+template <typename Lanes>
+__device__ __forceinline__ auto b_columns(const Lanes& lanes) {
+  return [lanes](int kk, int j, uint32_t(&r)[4]) {
+    cuda::ldmatrix_x4_trans(r, lanes.at(16 * kk, 2 * j));
+  };
+}
+
 // acc (kMTiles m16 tiles x 2 kPairs n8 tiles) += A (16 kMTiles x 16 kKSteps) B (16 kKSteps x
 // 16 kPairs), the fragments from two loaders: load_a(kk, m, regs) gives A's m16 x k16 block
 // (m, kk), load_b(kk, j, regs) B's k16 x n16 block (kk, j) as {b0, b1} of n8 tile 2j and
