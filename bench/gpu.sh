@@ -7,7 +7,14 @@
 #
 # Run from the repository root on the GPU machine:  OUT=/path bench/gpu.sh
 # Environment (all optional):
-#   STEPS="build test sanitize pytest bench"  which steps, in this order (also: ncu, tune)
+#   STEPS="build test sanitize pytest bench"  which steps, in this order (also: ncu, tune,
+#                                           suite = bench/gpu_suite.sh, issue 7's benchmark
+#                                           suite, in its own build directory, within what
+#                                           TOTAL_S leaves: STEPS=suite alone is one ~6 min call)
+#   SUITE_PREFIX=suite SUITE_ITERS=12 SUITE_ARGS=""  file names, timed calls, extra arguments
+#                                           of the suite step
+#   SUITE_COMMIT=<commit>                   recorded as the suite's commit (export it: the
+#                                           device's copy of the tree may carry stale git data)
 #   TOTAL_S=560                             wall budget of the whole call: the backward benchmark
 #                                           trims its timed calls per point (not its points) to
 #                                           end by then; sanitizer and test runs have timeouts
@@ -186,6 +193,17 @@ step_bench() {
       > "$OUT/bench_backward.log" 2>&1
     note "bench backward: rc=$? in $(( $(date +%s) - start )) s, deadline $deadline s ($OUT/bench_backward.log, $OUT/gpu_backward.json)"
   fi
+}
+
+step_suite() {
+  local start left
+  start=$(date +%s)
+  left=$(( $(seconds_left) - 10 ))
+  OUT="$OUT" PREFIX="${SUITE_PREFIX:-suite}" ITERS="${SUITE_ITERS:-12}" WARMUP=2 \
+    TOTAL_S="$left" ARCHS="$ARCHS" SUITE_ARGS="${SUITE_ARGS:-}" bash bench/gpu_suite.sh \
+    > "$OUT/suite_step.log" 2>&1
+  note "suite: rc=$? in $(( $(date +%s) - start )) s (budget $left s; $OUT/suite_step.log, $OUT/${SUITE_PREFIX:-suite}.json)"
+  tail -25 "$OUT/suite_step.log"
 }
 
 step_tune() {

@@ -12,6 +12,8 @@
 #                                  left are recorded as "skipped" (fp16 of gqa/varlen go last)
 #   PREFIX=suite                   file names under $OUT
 #   SUITE_ARGS=""                  extra arguments of bench/attention.py
+#   SUITE_COMMIT=<commit>          recorded in the JSON as the commit measured; export it on a
+#                                  GPU machine whose copy of the tree may carry stale git data
 # The last lines printed are the summary and the bf16 rows of the table (TFLOP/s fwd/bwd).
 set -uo pipefail
 
