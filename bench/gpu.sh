@@ -11,7 +11,7 @@
 #                                           suite = bench/gpu_suite.sh, issue 7's benchmark
 #                                           suite, in its own build directory, within what
 #                                           TOTAL_S leaves: STEPS=suite alone is one ~6 min call)
-#   SUITE_PREFIX=suite SUITE_ITERS=12 SUITE_ARGS=""  file names, timed calls, extra arguments
+#   SUITE_PREFIX=suite SUITE_ITERS=20 SUITE_ARGS=""  file names, timed calls, extra arguments
 #                                           of the suite step
 #   SUITE_COMMIT=<commit>                   recorded as the suite's commit (export it: the
 #                                           device's copy of the tree may carry stale git data)
@@ -199,7 +199,7 @@ step_suite() {
   local start left
   start=$(date +%s)
   left=$(( $(seconds_left) - 10 ))
-  OUT="$OUT" PREFIX="${SUITE_PREFIX:-suite}" ITERS="${SUITE_ITERS:-12}" WARMUP=2 \
+  OUT="$OUT" PREFIX="${SUITE_PREFIX:-suite}" ITERS="${SUITE_ITERS:-20}" WARMUP=3 \
     TOTAL_S="$left" ARCHS="$ARCHS" SUITE_ARGS="${SUITE_ARGS:-}" bash bench/gpu_suite.sh \
     > "$OUT/suite_step.log" 2>&1
   note "suite: rc=$? in $(( $(date +%s) - start )) s (budget $left s; $OUT/suite_step.log, $OUT/${SUITE_PREFIX:-suite}.json)"
