@@ -71,9 +71,11 @@ struct BackwardConfig {
   using KvTile = SmemTile<kBlockN, kWidth>;
   using QTile = SmemTile<kBlockM, kWidth>;
   using ScoreTile = SmemTile<kBlockM, kBlockN>;  // P, dS: queries x keys
+  // K, V, the Q and dO stages, P, dS, then the per-row statistics.
+  static constexpr int kStatsOffset =
+      2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + 2 * ScoreTile::kBytes;
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;
-  static constexpr int kSmemBytes =
-      2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + 2 * ScoreTile::kBytes + kStatsBytes;
+  static constexpr int kSmemBytes = kStatsOffset + kStatsBytes;
 };
 
 // Key blocks [first, last) that query block m sees, as the forward decides it: the pair
@@ -113,10 +115,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   const uint32_t do_tiles = q_tiles + kStages * QTile::kBytes;  // + stage * QTile::kBytes
   const uint32_t p_tile = do_tiles + kStages * QTile::kBytes;
   const uint32_t ds_tile = p_tile + ScoreTile::kBytes;
-  constexpr uint32_t kStatsOffset =
-      2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + 2 * ScoreTile::kBytes;
   // Per stage: kBlockM lse_log2 values then kBlockM delta values.
-  const float* stats = reinterpret_cast<const float*>(smem + kStatsOffset);
+  const float* stats = reinterpret_cast<const float*>(smem + Config::kStatsOffset);
 
   // Deterministic: key blocks add their dQ in descending order, so the highest key block
   // (the one with the fewest query blocks under a causal mask) goes first and each block
