@@ -22,6 +22,9 @@
 #   BUILD=build-gpu                         build directory
 #   GTEST_ROOT=dir                          a GoogleTest (include/, lib/) if the machine has none
 #   TEST_FILTER='*'                         gtest filter of the test step (both binaries)
+#   SMEM_CAPS="166912 101376"               the test step also runs the small cases of both
+#                                           binaries under FLASHATTN_CUDA_SMEM_LIMIT = each (sm80's
+#                                           and sm86's shared memory): the other tile configurations
 #   TEST_TIMEOUT_S=180 SANITIZE_TIMEOUT_S=90  per binary, per sanitizer tool and binary (and
 #                                           pytest: TEST_TIMEOUT_S), each cut so that
 #   BENCH_RESERVE_S=200                     seconds of TOTAL_S stay for step bench
@@ -45,6 +48,7 @@ HDIMS=${HDIMS:-all}
 DTYPES=${DTYPES:-all}
 BUILD=${BUILD:-build-gpu}
 TEST_FILTER=${TEST_FILTER:-'*'}
+SMEM_CAPS=${SMEM_CAPS-"166912 101376"}
 TEST_TIMEOUT_S=${TEST_TIMEOUT_S:-180}
 SANITIZE_TIMEOUT_S=${SANITIZE_TIMEOUT_S:-90}
 BENCH_RESERVE_S=${BENCH_RESERVE_S:-200}
@@ -129,6 +133,18 @@ step_test() {
     grep -E "^\[  FAILED  \] [A-Z]|Failure|max_error|describe" "$OUT/test_$name.log" | sort -u | head -30
   done
   [[ -x "$BUILD/tests/backward_test" ]] || note "tests backward_test: not built"
+  local cap
+  for cap in $SMEM_CAPS; do
+    for name in $(test_binaries); do
+      start=$(date +%s)
+      limit=$(step_timeout "$TEST_TIMEOUT_S")
+      FLASHATTN_CUDA_SMEM_LIMIT=$cap timeout "$limit" "$BUILD/tests/$name" \
+        --gtest_filter="$(sanitize_filter "$name")" > "$OUT/test_${name}_smem$cap.log" 2>&1
+      status=$?
+      note "tests $name, shared memory capped at $cap B (small cases): rc=$status in $(( $(date +%s) - start )) s; $(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?,?' "$OUT/test_${name}_smem$cap.log" | tr '\n' ' ')"
+      grep -E "^\[  FAILED  \] [A-Z]|Failure" "$OUT/test_${name}_smem$cap.log" | sort -u | head -10
+    done
+  done
 }
 
 step_sanitize() {

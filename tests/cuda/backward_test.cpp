@@ -3,7 +3,7 @@
 // no query is seen, deterministic mode and the workspace API.
 // The backward reads the out and LSE of the CUDA forward run just before it on the same inputs.
 // Every test skips (with a message) when no CUDA device is present; on a GPU, a backward that
-// returns an error fails (a build narrowed by FLASHATTN_HDIMS / _DTYPES skips what it lacks).
+// returns an error fails (a narrowed build, or a GPU with too little shared memory, skips).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -74,11 +74,6 @@ uint64_t seed_for(const AttentionCase& row) {
   return 0xbacc0000 + static_cast<uint64_t>(row.head_dim);
 }
 
-bool narrowed_build(const Status& status) {
-  return status.code() == StatusCode::unsupported &&
-         status.message().find("in this build") != std::string::npos;
-}
-
 // A helper ended the test (fatal failure or skip): the caller returns too.
 bool stopped() {
   return ::testing::Test::HasFatalFailure() || ::testing::Test::IsSkipped();
@@ -89,7 +84,7 @@ void run_forward(DeviceMirror& device) {
   ForwardParams params = device.forward_params();
   params.backend = Backend::cuda_sm80;
   const Status status = flashattn::forward(params);
-  if (narrowed_build(status)) GTEST_SKIP() << status.message();
+  if (unsupported_here(status)) GTEST_SKIP() << status.message();
   ASSERT_TRUE(status.ok()) << "forward: " << status.message();
   CUDA_ASSERT(cudaDeviceSynchronize());
 }
@@ -103,7 +98,7 @@ BackwardParams backward_params(const DeviceMirror& device, bool deterministic) {
 
 void run_backward(const BackwardParams& params) {
   const Status status = flashattn::backward(params);
-  if (narrowed_build(status)) GTEST_SKIP() << status.message();
+  if (unsupported_here(status)) GTEST_SKIP() << status.message();
   ASSERT_TRUE(status.ok()) << "backward: " << status.message();
   CUDA_ASSERT(cudaDeviceSynchronize());
 }
@@ -312,7 +307,7 @@ class DeviceBuffer {
 // backward_workspace_size for `params`; skips rows a narrowed build has no kernel for.
 void workspace_size(const BackwardParams& params, size_t* bytes) {
   const Status status = flashattn::backward_workspace_size(params, bytes);
-  if (narrowed_build(status)) GTEST_SKIP() << status.message();
+  if (unsupported_here(status)) GTEST_SKIP() << status.message();
   ASSERT_TRUE(status.ok()) << "backward_workspace_size: " << status.message();
 }
 

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "flashattn/flashattn.h"
@@ -32,6 +33,15 @@
   } while (0)
 
 namespace flashattn::testing {
+
+// A CUDA call the test skips rather than fails: `unsupported` for a build narrowed by
+// FLASHATTN_HDIMS / _DTYPES, or for a head dim whose tiles do not fit the shared memory this
+// GPU offers (sm86 / sm89, or a FLASHATTN_CUDA_SMEM_LIMIT cap). The skip message says which.
+inline bool unsupported_here(const Status& status) {
+  return status.code() == StatusCode::unsupported &&
+         (status.message().find("in this build") != std::string::npos ||
+          status.message().find("bytes of shared memory per block") != std::string::npos);
+}
 
 // Device copies of every buffer of a HostProblem (inputs and the poisoned outputs).
 class DeviceMirror {

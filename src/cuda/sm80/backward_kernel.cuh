@@ -32,6 +32,7 @@
 #include "cuda/sm80/backward_rows.cuh"
 #include "cuda/sm80/element_type.cuh"
 #include "cuda/sm80/sequence_view.cuh"
+#include "cuda/sm80/shared_memory.cuh"
 #include "cuda/sm80/warp_gemm.cuh"
 
 namespace flashattn::cuda_sm80 {
@@ -53,20 +54,28 @@ struct WarpGrid {
   __device__ __forceinline__ static int col0(int warp) { return (warp / kWarpsAlongRows) * kCols; }
 };
 
-template <int kWidth>
+// Two configurations per width, FlashAttention-2's choices (Flash_bwd_kernel_traits):
+// kRoomy for devices with the shared memory for it (sm80's 163 KB, sm90's 227 KB), the other
+// needing the least. They differ where FA2's do:
+//   - d <= 64: 128 queries a step when roomy (<64, 128, 128, 8, 4, 4, 4>): the step's fixed
+//     work (barriers, statistics, bookkeeping) spread over twice the FLOPs; 64 (97 KB, sm86).
+//   - d > 128: Q and dO double-buffered when roomy (<256, 64, 64, 8, 4, 2, 2>, 209 KB at
+//     d256): with one buffer the next tiles' copy waits in the open, with nothing to hide it.
+// d 96 and 128 have one configuration (<128, 64, 128, 8, 2, 4, 2>), compiled as kRoomy = false.
+template <int kWidth, bool kRoomy>
 struct BackwardConfig {
+  static constexpr bool kDistinct = kWidth <= 64 || kWidth > 128;  // the two differ
   static constexpr bool kWide = kWidth > 128;
-  static constexpr int kBlockM = kBackwardBlockM;   // queries per inner step
-  static constexpr int kBlockN = kWide ? 64 : 128;  // keys per block
+  static constexpr bool kTall = kRoomy && kWidth <= 64;  // 128 queries a step
+  static constexpr int kBlockM = kTall ? 128 : 64;       // queries per inner step
+  static constexpr int kBlockN = kWide ? 64 : 128;       // keys per block
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kStages = kWide ? 1 : 2;  // Q/dO buffers (prefetch when 2)
-  // FA2's layouts (Flash_bwd_kernel_traits<128, 64, 128, 8, 2, 4, 2> and <256, 64, 64, 8, 4, 2,
-  // 2>).
-  using Sdp = WarpGrid<kBlockM, kBlockN, kWarps, kWide ? 4 : 2>;  // S, dP: queries x keys
-  using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kWide ? 2 : 4>;   // dK, dV: keys x head dim
+  static constexpr int kStages = kWide && !kRoomy ? 1 : 2;  // Q/dO buffers (prefetch when 2)
+  using Sdp = WarpGrid<kBlockM, kBlockN, kWarps, kWide || kTall ? 4 : 2>;  // queries x keys
+  using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kWide ? 2 : 4>;            // keys x head dim
   // dQ: queries x head dim, four warps along the head dim where that leaves whole pairs.
-  using Dq = WarpGrid<kBlockM, kWidth, kWarps, (kWidth / 4) % 16 == 0 ? 2 : 4>;
+  using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || (kWidth / 4) % 16 != 0 ? 4 : 2>;
 
   using KvTile = SmemTile<kBlockN, kWidth>;
   using QTile = SmemTile<kBlockM, kWidth>;
@@ -76,6 +85,11 @@ struct BackwardConfig {
       2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + 2 * ScoreTile::kBytes;
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;
   static constexpr int kSmemBytes = kStatsOffset + kStatsBytes;
+
+  // The semaphores and the workspace are laid out per kBackwardBlockM rows: a step of whole
+  // such blocks indexes within them. One thread per statistic copies LSE and delta.
+  static_assert(kBlockM % kBackwardBlockM == 0, "whole workspace query blocks per step");
+  static_assert(2 * kBlockM <= kThreads, "one thread per LSE / delta value");
 };
 
 // Key blocks [first, last) that query block m sees, as the forward decides it: the pair
@@ -91,10 +105,27 @@ __device__ __forceinline__ void key_block_range(const MaskSpec& mask, int m, int
   *last = col_end > col_begin ? static_cast<int>((col_end + kBlockN - 1) / kBlockN) : *first;
 }
 
-template <typename T, int kWidth, bool kExtras>
-__global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
+// The least m in [0, count) where a predicate that never turns false again along m holds
+// (count where it holds nowhere).
+template <typename Predicate>
+__device__ __forceinline__ int first_block_where(int count, const Predicate& holds) {
+  int low = 0;
+  int high = count;
+  while (low < high) {
+    const int middle = (low + high) / 2;
+    if (holds(middle)) {
+      high = middle;
+    } else {
+      low = middle + 1;
+    }
+  }
+  return low;
+}
+
+template <typename T, int kWidth, bool kExtras, bool kRoomy>
+__global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     backward_kernel(const __grid_constant__ BackwardKernelArgs args) {
-  using Config = BackwardConfig<kWidth>;
+  using Config = BackwardConfig<kWidth, kRoomy>;
   using Sdp = typename Config::Sdp;
   using Dkv = typename Config::Dkv;
   using Dq = typename Config::Dq;
@@ -136,19 +167,24 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
   const MaskSpec mask{seq.len_q, seq.len_k, a.window_left, a.window_right};
   const int64_t diagonal = mask.diagonal();
 
-  // The query blocks that see this key block: a contiguous range (the mask is a band).
+  // The query blocks that see this key block, [m_begin, m_end): exactly those m for which
+  // key_block_range(m) holds n_block, found by two binary searches (a scan of every query
+  // block cost ~3% at 4k). With cb(m) / ce(m) the first row's first and the last row's end
+  // column, m sees this block iff cb(m) < n0 + kBlockN, ce(m) > n0 and cb(m) < ce(m); given
+  // the first two, cb(m) < ce(m) <=> cb(m) < len_k, since windows are -1 or >= 0 (a block
+  // with cb(m) < len_k is empty only if ce(m) <= 0, which ce(m) > n0 excludes). cb and ce
+  // never decrease with m: the first condition and the third hold on a prefix, the second
+  // on a suffix.
   const int m_blocks = (seq.len_q + kBlockM - 1) / kBlockM;
-  int m_begin = m_blocks;
-  int m_end = 0;
-  for (int m = 0; m < m_blocks; ++m) {
-    int first, last;
-    key_block_range<kBlockM, kBlockN>(mask, m, &first, &last);
-    if (n_block >= first && n_block < last) {
-      m_begin = min(m_begin, m);
-      m_end = m + 1;
-    }
-  }
-  const int m_count = max(0, m_end - m_begin);
+  const int64_t begin_limit = min(int64_t{n0 + kBlockN}, mask.seqlen_k);
+  const int m_end = first_block_where(m_blocks, [&](int m) {
+    return mask.first_col(int64_t{m} * kBlockM) >= begin_limit;
+  });
+  const int m_begin = first_block_where(m_end, [&](int m) {
+    const int64_t row_last = min(int64_t{m + 1} * kBlockM, mask.seqlen_q) - 1;
+    return mask.last_col(row_last) > n0;
+  });
+  const int m_count = m_end - m_begin;
   const int iterations = m_count * group;
 
   const T* k_base = static_cast<const T*>(a.k) + seq.k_offset + n0 * a.k_row_stride;
@@ -457,11 +493,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth>::kThreads, 1)
       GlobalRows<T>{dv, args.dv_row_stride, seq.len_k_rows - n0, a.head_dim_v, args.vectorized_dv});
 }
 
-template <DType kDType, int kWidth, bool kExtras>
-Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream) {
-  using Config = BackwardConfig<kWidth>;
+template <DType kDType, int kWidth, bool kExtras, bool kRoomy>
+Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t stream) {
+  using Config = BackwardConfig<kWidth, kRoomy>;
   using T = typename ElementOf<kDType>::type;
-  auto* kernel = &backward_kernel<T, kWidth, kExtras>;
+  auto* kernel = &backward_kernel<T, kWidth, kExtras, kRoomy>;
   static std::atomic<uint64_t> raised_on_devices{0};
   if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kernel), Config::kSmemBytes,
                                        raised_on_devices, "cuda backward");
@@ -478,6 +514,24 @@ Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream)
             std::string("cuda backward: kernel launch failed: ") + cudaGetErrorString(error)};
   }
   return Status::Ok();
+}
+
+// The roomy configuration where the device has the shared memory for it, else the other.
+template <DType kDType, int kWidth, bool kExtras>
+Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream) {
+  int budget = 0;
+  if (Status status = shared_memory_budget(&budget); !status.ok()) return status;
+  if constexpr (BackwardConfig<kWidth, true>::kDistinct) {
+    if (BackwardConfig<kWidth, true>::kSmemBytes <= budget) {
+      return launch_backward_config<kDType, kWidth, kExtras, true>(args, stream);
+    }
+  }
+  if (Status status = check_shared_memory(BackwardConfig<kWidth, false>::kSmemBytes, budget,
+                                          kWidth, "cuda backward");
+      !status.ok()) {
+    return status;
+  }
+  return launch_backward_config<kDType, kWidth, kExtras, false>(args, stream);
 }
 
 }  // namespace flashattn::cuda_sm80

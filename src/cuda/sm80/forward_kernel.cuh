@@ -17,6 +17,7 @@
 #include "cuda/sm80/element_type.cuh"
 #include "cuda/sm80/forward_args.h"
 #include "cuda/sm80/sequence_view.cuh"
+#include "cuda/sm80/shared_memory.cuh"
 #include "cuda/sm80/warp_gemm.cuh"
 
 namespace flashattn::cuda_sm80 {
@@ -281,6 +282,12 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Config = ForwardConfig<kWidth, kExtras>;
   using T = typename ElementOf<kDType>::type;
   auto* kernel = &forward_kernel<T, kWidth, kExtras>;
+  int budget = 0;
+  if (Status status = shared_memory_budget(&budget); !status.ok()) return status;
+  if (Status status = check_shared_memory(Config::kSmemBytes, budget, kWidth, "cuda forward");
+      !status.ok()) {
+    return status;
+  }
   static std::atomic<uint64_t> raised_on_devices{0};
   if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kernel), Config::kSmemBytes,
                                        raised_on_devices, "cuda forward");

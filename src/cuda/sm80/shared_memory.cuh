@@ -1,0 +1,74 @@
+// Shared memory per block on the host side of a launch: how much the current device offers
+// (so a kernel can take the tile configuration that fits, or fail by name), and the one-time
+// raise of a kernel's dynamic shared-memory limit.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "flashattn/types.h"
+
+namespace flashattn::cuda_sm80 {
+
+// FLASHATTN_CUDA_SMEM_LIMIT=<bytes> caps the budget below the device's own limit: one GPU then
+// runs the configurations a smaller one would (bench/gpu.sh tests sm80's and sm86's this way).
+inline int shared_memory_cap_from_environment() {
+  const char* text = std::getenv("FLASHATTN_CUDA_SMEM_LIMIT");
+  if (text == nullptr || *text == '\0') return 0;
+  char* end = nullptr;
+  const long bytes = std::strtol(text, &end, 10);
+  return *end == '\0' && bytes > 0 ? static_cast<int>(std::min(bytes, long{1} << 30)) : 0;
+}
+
+// Dynamic shared memory one block may opt into on the current device (227 KB on sm90, 163 KB
+// on sm80, 99 KB on sm86 / sm89), capped by FLASHATTN_CUDA_SMEM_LIMIT when that is set.
+inline Status shared_memory_budget(int* bytes) {
+  int device = 0;
+  cudaError_t error = cudaGetDevice(&device);
+  if (error == cudaSuccess) {
+    error = cudaDeviceGetAttribute(bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  }
+  if (error != cudaSuccess) {
+    return {StatusCode::cuda_error,
+            std::string("cuda: reading the device's shared-memory limit: ") +
+                cudaGetErrorString(error)};
+  }
+  static const int cap = shared_memory_cap_from_environment();
+  if (cap > 0) *bytes = std::min(*bytes, cap);
+  return Status::Ok();
+}
+
+// `unsupported`, naming the need and the offer, when a kernel's tiles do not fit the budget.
+inline Status check_shared_memory(int needed, int budget, int width, const char* who) {
+  if (needed <= budget) return Status::Ok();
+  return {StatusCode::unsupported,
+          std::string(who) + ": head-dim width " + std::to_string(width) + " needs " +
+              std::to_string(needed) + " bytes of shared memory per block; this device offers " +
+              std::to_string(budget) + " (head_dim too large for this GPU)"};
+}
+
+// The shared-memory limit is a per-device function attribute: raise it once per device
+// (raised_on_devices: one bit per device, owned by the caller's instance).
+inline Status raise_smem_limit(const void* kernel, int bytes, std::atomic<uint64_t>& raised_on_devices,
+                               const char* who) {
+  int device = 0;
+  cudaError_t error = cudaGetDevice(&device);
+  const uint64_t device_bit = device < 64 ? uint64_t{1} << device : 0;
+  if (error == cudaSuccess && (raised_on_devices.load() & device_bit) == 0) {
+    error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (error == cudaSuccess) raised_on_devices.fetch_or(device_bit);
+  }
+  if (error != cudaSuccess) {
+    return {StatusCode::cuda_error, std::string(who) + ": cudaFuncSetAttribute(" +
+                                        std::to_string(bytes) +
+                                        " bytes of shared memory): " + cudaGetErrorString(error)};
+  }
+  return Status::Ok();
+}
+
+}  // namespace flashattn::cuda_sm80
