@@ -193,10 +193,19 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
                                                  args.dout_row_stride, args.dout_head_stride);
   const int64_t slot_first = workspace_slot0(args, seq, b, h_first);
 
-  auto load_query_tiles = [&](int iteration) {
-    const int head = iteration / m_count;  // within the group
-    const int m0 = (m_begin + iteration % m_count) * kBlockM;
-    const int stage = kStages == 2 ? iteration % 2 : 0;
+  // A step's query head (within the group) and query block: blocks inner, heads outer. Kept
+  // as counters (a division by m_count per step cost ~40 instructions of ~1000).
+  struct Step {
+    int head;
+    int m_block;
+  };
+  auto next_step = [&](Step step) {
+    return step.m_block + 1 == m_end ? Step{step.head + 1, m_begin}
+                                     : Step{step.head, step.m_block + 1};
+  };
+  auto load_query_tiles = [&](Step step, int stage) {
+    const int head = step.head;
+    const int m0 = step.m_block * kBlockM;
     const T* q =
         static_cast<const T*>(a.q) + seq.q_offset + head * a.q_head_stride + m0 * a.q_row_stride;
     const T* dout = static_cast<const T*>(args.dout) + dout_offset0 + head * args.dout_head_stride +
@@ -226,7 +235,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   cuda::load_tile<kBlockN, kWidth, kThreads>(
       v_tile,
       GlobalRows<const T>{v_base, a.v_row_stride, seq.len_k - n0, a.head_dim_v, a.vectorized_v});
-  if (iterations > 0) load_query_tiles(0);
+  if (iterations > 0) load_query_tiles(Step{0, m_begin}, 0);
   cuda::cp_async_commit();
 
   const int warp = static_cast<int>(threadIdx.x) / 32;
@@ -265,20 +274,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   dv_acc.zero();
   dk_acc.zero();
 
-  // Deterministic: the semaphore of the previous step, released once every warp's atomics
-  // of that step are done (at the next barrier, which the loop passes anyway).
-  int* pending_semaphore = nullptr;
-  int pending_rank = 0;
-  auto release_pending = [&] {
-    if (pending_semaphore != nullptr && threadIdx.x == 0) {
-      cuda::store_release(pending_semaphore, pending_rank + 1);
-    }
-  };
-
-  for (int iteration = 0; iteration < iterations; ++iteration) {
-    const int head = iteration / m_count;
+  Step step{0, m_begin};
+  for (int iteration = 0; iteration < iterations; ++iteration, step = next_step(step)) {
+    const int head = step.head;
     const int h = h_first + head;
-    const int m_block = m_begin + iteration % m_count;
+    const int m_block = step.m_block;
     const int m0 = m_block * kBlockM;
     const int stage = kStages == 2 ? iteration % 2 : 0;
     const uint32_t stage_bytes = stage * QTile::kBytes;
@@ -288,16 +288,15 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     if constexpr (kStages == 1) {
       if (iteration > 0) {
         __syncthreads();  // every warp is done with the previous tiles
-        load_query_tiles(iteration);
+        load_query_tiles(step, 0);
         cuda::cp_async_commit();
       }
     }
     cuda::cp_async_wait<0>();
     __syncthreads();  // this step's tiles have landed; the previous step is done everywhere
-    release_pending();
     if constexpr (kStages == 2) {
       if (iteration + 1 < iterations) {
-        load_query_tiles(iteration + 1);
+        load_query_tiles(next_step(step), (iteration + 1) % 2);
         cuda::cp_async_commit();
       }
     }
@@ -425,16 +424,19 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
                                                           b_columns(k_lanes_bt));
+      // Deterministic: key blocks add to this query block one at a time, highest first. The
+      // semaphore counts warps done: a warp waits until every warp of the key blocks before
+      // its own has added (warps own disjoint dQ elements, so each element's adds come in
+      // key-block order), and counts itself as soon as its own adds are out, without waiting
+      // for the block's next barrier.
+      int* semaphore = nullptr;
       if (args.semaphores != nullptr) {
-        // Deterministic: key blocks add to this query block one at a time, highest first.
-        // Each warp waits on its own; the block releases at the next barrier.
         int first, last;
         key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
-        pending_rank = last - 1 - n_block;
-        pending_semaphore =
-            args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
+        semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
         if (lane == 0) {
-          while (cuda::load_acquire(pending_semaphore) != pending_rank) {
+          const int warps_before = (last - 1 - n_block) * Config::kWarps;
+          while (cuda::load_acquire(semaphore) < warps_before) {
           }
         }
         __syncwarp();
@@ -454,7 +456,10 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
             }
           }
         }
-      if (args.semaphores != nullptr) __threadfence();  // before the release at the barrier
+      if (semaphore != nullptr) {
+        __syncwarp();  // the warp's adds, then the release that publishes them
+        if (lane == 0) cuda::add_release(semaphore, 1);
+      }
     }
   }
 
@@ -463,7 +468,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   const float dk_scale = kExtras ? 1.0f : a.softmax_scale;
   cuda::cp_async_wait<0>();
   __syncthreads();
-  release_pending();
 #pragma unroll
   for (int m = 0; m < Dkv::kMTiles; ++m)
 #pragma unroll
