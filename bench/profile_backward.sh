@@ -76,5 +76,26 @@ for r in rows[head + 1:]:
 print(f"== ours SASS: {count} instructions in the kernel, {total:,} warp-instructions executed")
 for op, n in by_op.most_common(25):
     print(f"{op:12s} {n:>14,} {100 * n / max(total, 1):5.1f}%")
+# Where the warps wait: stall samples per opcode and the 30 instructions with the most.
+stall = next((i for i, c in enumerate(cols) if c.startswith("Warp Stall Sampling (All")), None)
+if stall is not None:
+    by_op_stall, per_inst, samples = collections.Counter(), [], 0
+    for number, r in enumerate(rows[head + 1:]):
+        if len(r) <= max(src, stall):
+            continue
+        try:
+            n = int(float(r[stall].replace(",", "") or 0))
+        except ValueError:
+            continue
+        text = r[src].strip()
+        op = text.split()[1] if text.startswith("@") and len(text.split()) > 1 else (text.split() or ["?"])[0]
+        by_op_stall[op.split(".")[0]] += n
+        per_inst.append((n, number, text))
+        samples += n
+    print(f"== ours stall samples: {samples:,}")
+    for op, n in by_op_stall.most_common(15):
+        print(f"{op:12s} {n:>12,} {100 * n / max(samples, 1):5.1f}%")
+    for n, number, text in sorted(per_inst, reverse=True)[:30]:
+        print(f"{100 * n / max(samples, 1):5.1f}%  #{number:<5d} {text[:90]}")
 PY
 fi
