@@ -36,7 +36,7 @@ struct BackwardKernelArgs {
   float* dq_accum;      // [heads_q * rows_total, dq_accum_width]: dQ in fp32, zeroed
   int* semaphores;      // deterministic: [batch * heads_q * m_blocks], zeroed; else null
   int64_t rows_total;
-  int dq_accum_width;   // the tile width (the main kernel relies on it: its kWidth)
+  int dq_accum_width;   // the tile width
   int m_blocks;         // query blocks of the longest sequence
   float dq_scale;       // applied by the post-pass (the softmax scale, 1 with score modifiers)
 

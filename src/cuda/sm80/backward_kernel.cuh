@@ -122,10 +122,7 @@ __device__ __forceinline__ int first_block_where(int count, const Predicate& hol
   return low;
 }
 
-// kDeterministic is a compile-time choice: the ordered add's fences and release, even with
-// their predicate off, made every step wait for its own memory traffic to drain (6.5% of the
-// stall samples of the default path, bench/NOTES.md).
-template <typename T, int kWidth, bool kExtras, bool kRoomy, bool kDeterministic>
+template <typename T, int kWidth, bool kExtras, bool kRoomy>
 __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     backward_kernel(const __grid_constant__ BackwardKernelArgs args) {
   using Config = BackwardConfig<kWidth, kRoomy>;
@@ -157,8 +154,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   // stays one step behind the one above it instead of every block waiting for block 0. A
   // block waits only for higher key blocks, which get lower block indices and are launched
   // first: the wait cannot deadlock. Otherwise the lowest (under causal: heaviest) goes first.
-  const int n_block = kDeterministic ? static_cast<int>(gridDim.x - 1 - blockIdx.x)
-                                     : static_cast<int>(blockIdx.x);
+  const int n_block = args.semaphores != nullptr ? static_cast<int>(gridDim.x - 1 - blockIdx.x)
+                                                 : static_cast<int>(blockIdx.x);
   const int b = blockIdx.y;
   const int h_kv = blockIdx.z;
   const int group = a.heads_q / a.heads_kv;
@@ -283,7 +280,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   int* pending_semaphore = nullptr;
   int pending_rank = 0;
   auto release_pending = [&] {
-    if (kDeterministic && pending_semaphore != nullptr && threadIdx.x == 0) {
+    if (pending_semaphore != nullptr && threadIdx.x == 0) {
       cuda::store_release(pending_semaphore, pending_rank + 1);
     }
   };
@@ -439,7 +436,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
                                                           b_columns(k_lanes_bt));
-      if constexpr (kDeterministic) {
+      if (args.semaphores != nullptr) {
         // Deterministic: key blocks add to this query block one at a time, highest first.
         // Each warp waits on its own; the block releases at the next barrier.
         int first, last;
@@ -453,31 +450,22 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         }
         __syncwarp();
       }
-      // One address per step: the rows are kWidth floats apart (dq_accum_width is the tile
-      // width), so every add takes a constant offset from it. Recomputing a 64-bit address
-      // per row reused its registers while the previous adds still held them: 9% of the
-      // stall samples sat on those address computations.
-      const float* dq_lane = args.dq_accum + (slot_first + head * args.rows_total + m0) * kWidth +
-                             (dq_row0 + g) * kWidth + dq_col0 + 2 * t;
-      const int rows_left = seq.len_q - m0 - dq_row0 - g;  // this lane's rows in the sequence
+      float* dq_rows = args.dq_accum +
+                       (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
 #pragma unroll
       for (int m = 0; m < Dq::kMTiles; ++m)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
-          const int row = 16 * m + 8 * hh;  // relative to the lane's first row
-          if (row < rows_left) {
+          const int row = dq_row0 + 16 * m + g + 8 * hh;
+          if (m0 + row < seq.len_q) {
 #pragma unroll
             for (int n = 0; n < 2 * Dq::kPairs; ++n) {
-              cuda::red_add_f32x2(const_cast<float*>(dq_lane) + row * kWidth + 8 * n,
+              cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t,
                                   dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
             }
           }
         }
-      if constexpr (kDeterministic) {
-        __threadfence();  // before the release at the barrier
-      } else {
-        asm volatile("" ::: "memory");
-      }
+      if (args.semaphores != nullptr) __threadfence();  // before the release at the barrier
     }
   }
 
@@ -516,11 +504,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       GlobalRows<T>{dv, args.dv_row_stride, seq.len_k_rows - n0, a.head_dim_v, args.vectorized_dv});
 }
 
-template <DType kDType, int kWidth, bool kExtras, bool kRoomy, bool kDeterministic>
-Status launch_backward_kernel(const BackwardKernelArgs& args, cudaStream_t stream) {
+template <DType kDType, int kWidth, bool kExtras, bool kRoomy>
+Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t stream) {
   using Config = BackwardConfig<kWidth, kRoomy>;
   using T = typename ElementOf<kDType>::type;
-  auto* kernel = &backward_kernel<T, kWidth, kExtras, kRoomy, kDeterministic>;
+  auto* kernel = &backward_kernel<T, kWidth, kExtras, kRoomy>;
   static std::atomic<uint64_t> raised_on_devices{0};
   if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kernel), Config::kSmemBytes,
                                        raised_on_devices, "cuda backward");
@@ -537,13 +525,6 @@ Status launch_backward_kernel(const BackwardKernelArgs& args, cudaStream_t strea
             std::string("cuda backward: kernel launch failed: ") + cudaGetErrorString(error)};
   }
   return Status::Ok();
-}
-
-template <DType kDType, int kWidth, bool kExtras, bool kRoomy>
-Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t stream) {
-  return args.semaphores != nullptr
-             ? launch_backward_kernel<kDType, kWidth, kExtras, kRoomy, true>(args, stream)
-             : launch_backward_kernel<kDType, kWidth, kExtras, kRoomy, false>(args, stream);
 }
 
 // The roomy configuration where the device has the shared memory for it, else the other.
