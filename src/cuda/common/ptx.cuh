@@ -97,6 +97,11 @@ __device__ __forceinline__ int load_acquire(const int* flag) {
 __device__ __forceinline__ void store_release(int* flag, int value) {
   asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag), "r"(value) : "memory");
 }
+// Adds to a counter with release semantics: writes ordered before it (this thread's, and
+// those a barrier ordered before it) are visible to whoever acquires the new value.
+__device__ __forceinline__ void add_release(int* counter, int value) {
+  asm volatile("red.release.gpu.global.add.s32 [%0], %1;\n" ::"l"(counter), "r"(value) : "memory");
+}
 
 // Two floats rounded to the element type, packed as one 32-bit fragment register.
 template <typename T>

@@ -274,17 +274,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   dv_acc.zero();
   dk_acc.zero();
 
-  // Deterministic: the semaphore of the previous step, released once every warp's atomics
-  // of that step are done (at the next barrier, which the loop passes anyway). Releasing per
-  // warp right after its adds (a count of warps done) measured 4-5% slower: bench/NOTES.md.
-  int* pending_semaphore = nullptr;
-  int pending_rank = 0;
-  auto release_pending = [&] {
-    if (pending_semaphore != nullptr && threadIdx.x == 0) {
-      cuda::store_release(pending_semaphore, pending_rank + 1);
-    }
-  };
-
   Step step{0, m_begin};
   for (int iteration = 0; iteration < iterations; ++iteration, step = next_step(step)) {
     const int head = step.head;
@@ -305,7 +294,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     }
     cuda::cp_async_wait<0>();
     __syncthreads();  // this step's tiles have landed; the previous step is done everywhere
-    release_pending();
     if constexpr (kStages == 2) {
       if (iteration + 1 < iterations) {
         load_query_tiles(next_step(step), (iteration + 1) % 2);
@@ -436,16 +424,19 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
                                                           b_columns(k_lanes_bt));
+      // Deterministic: key blocks add to this query block one at a time, highest first. The
+      // semaphore counts warps done: a warp waits until every warp of the key blocks before
+      // its own has added (warps own disjoint dQ elements, so each element's adds come in
+      // key-block order), and counts itself as soon as its own adds are out, without waiting
+      // for the block's next barrier.
+      int* semaphore = nullptr;
       if (args.semaphores != nullptr) {
-        // Deterministic: key blocks add to this query block one at a time, highest first.
-        // Each warp waits on its own; the block releases at the next barrier.
         int first, last;
         key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
-        pending_rank = last - 1 - n_block;
-        pending_semaphore =
-            args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
+        semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
         if (lane == 0) {
-          while (cuda::load_acquire(pending_semaphore) != pending_rank) {
+          const int warps_before = (last - 1 - n_block) * Config::kWarps;
+          while (cuda::load_acquire(semaphore) < warps_before) {
           }
         }
         __syncwarp();
@@ -465,7 +456,10 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
             }
           }
         }
-      if (args.semaphores != nullptr) __threadfence();  // before the release at the barrier
+      if (semaphore != nullptr) {
+        __syncwarp();  // the warp's adds, then the release that publishes them
+        if (lane == 0) cuda::add_release(semaphore, 1);
+      }
     }
   }
 
@@ -474,7 +468,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   const float dk_scale = kExtras ? 1.0f : a.softmax_scale;
   cuda::cp_async_wait<0>();
   __syncthreads();
-  release_pending();
 #pragma unroll
   for (int m = 0; m < Dkv::kMTiles; ++m)
 #pragma unroll
