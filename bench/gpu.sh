@@ -25,6 +25,8 @@
 #   SMEM_CAPS="166912 101376"               the test step also runs the small cases of both
 #                                           binaries under FLASHATTN_CUDA_SMEM_LIMIT = each (sm80's
 #                                           and sm86's shared memory): the other tile configurations
+#   SANITIZE_SMEM_CAPS="101376"             the sanitize step also runs memcheck and racecheck
+#                                           under each (the compact configurations of sm86 / sm89)
 #   TEST_TIMEOUT_S=180 SANITIZE_TIMEOUT_S=90  per binary, per sanitizer tool and binary (and
 #                                           pytest: TEST_TIMEOUT_S), each cut so that
 #   BENCH_RESERVE_S=200                     seconds of TOTAL_S stay for step bench
@@ -49,6 +51,7 @@ DTYPES=${DTYPES:-all}
 BUILD=${BUILD:-build-gpu}
 TEST_FILTER=${TEST_FILTER:-'*'}
 SMEM_CAPS=${SMEM_CAPS-"166912 101376"}
+SANITIZE_SMEM_CAPS=${SANITIZE_SMEM_CAPS-"101376"}
 TEST_TIMEOUT_S=${TEST_TIMEOUT_S:-180}
 SANITIZE_TIMEOUT_S=${SANITIZE_TIMEOUT_S:-90}
 BENCH_RESERVE_S=${BENCH_RESERVE_S:-200}
@@ -159,6 +162,22 @@ step_sanitize() {
         "$BUILD/tests/$name" --gtest_filter="$(sanitize_filter "$name")" >> "$log" 2>&1
       status=$?
       note "compute-sanitizer $tool $name: rc=$status$( ((status == 124)) && echo " (timed out after $limit s)") in $(( $(date +%s) - start )) s; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)"
+    done
+  done
+  local cap
+  for cap in $SANITIZE_SMEM_CAPS; do
+    for name in $(test_binaries); do
+      log="$OUT/sanitizer_${name}_smem$cap.log"
+      : > "$log"
+      for tool in memcheck racecheck; do
+        start=$(date +%s)
+        limit=$(step_timeout "$SANITIZE_TIMEOUT_S")
+        FLASHATTN_CUDA_SMEM_LIMIT=$cap timeout "$limit" compute-sanitizer --tool "$tool" \
+          --error-exitcode 99 "$BUILD/tests/$name" --gtest_filter="$(sanitize_filter "$name")" \
+          >> "$log" 2>&1
+        status=$?
+        note "compute-sanitizer $tool $name, shared memory capped at $cap B: rc=$status$( ((status == 124)) && echo " (timed out after $limit s)") in $(( $(date +%s) - start )) s; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)"
+      done
     done
   done
 }

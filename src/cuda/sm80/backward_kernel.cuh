@@ -54,28 +54,32 @@ struct WarpGrid {
   __device__ __forceinline__ static int col0(int warp) { return (warp / kWarpsAlongRows) * kCols; }
 };
 
-// Two configurations per width, FlashAttention-2's choices (Flash_bwd_kernel_traits):
-// kRoomy for devices with the shared memory for it (sm80's 163 KB, sm90's 227 KB), the other
-// needing the least. They differ where FA2's do:
-//   - d <= 64: 128 queries a step when roomy (<64, 128, 128, 8, 4, 4, 4>): the step's fixed
-//     work (barriers, statistics, bookkeeping) spread over twice the FLOPs; 64 (97 KB, sm86).
-//   - d > 128: Q and dO double-buffered when roomy (<256, 64, 64, 8, 4, 2, 2>, 209 KB at
-//     d256): with one buffer the next tiles' copy waits in the open, with nothing to hide it.
-// d 96 and 128 have one configuration (<128, 64, 128, 8, 2, 4, 2>), compiled as kRoomy = false.
+// Two configurations per width: kRoomy, FlashAttention-2's choices for devices with the shared
+// memory (sm80's 163 KB, sm90's 227 KB; Flash_bwd_kernel_traits), and a compact one for the rest
+// (sm86 / sm89: 99 KB). Roomy:
+//   - d <= 64: 128 queries a step (<64, 128, 128, 8, 4, 4, 4>, 162 KB): the step's fixed work
+//     (barriers, statistics, bookkeeping) spread over twice the FLOPs;
+//   - d 96, 128: <128, 64, 128, 8, 2, 4, 2> (160 KB at d128);
+//   - d > 128: Q and dO double-buffered (<256, 64, 64, 8, 4, 2, 2>, 209 KB at d256): with one
+//     buffer the next tiles' copy waits in the open, with nothing to hide it.
+// Compact: 64 queries a step; d 96 / 128 take 64 keys a block (d128 also one Q/dO buffer: 81 KB),
+// d > 128 one Q/dO buffer (145 KB at d256: sm80 only).
 template <int kWidth, bool kRoomy>
 struct BackwardConfig {
-  static constexpr bool kDistinct = kWidth <= 64 || kWidth > 128;  // the two differ
   static constexpr bool kWide = kWidth > 128;
-  static constexpr bool kTall = kRoomy && kWidth <= 64;  // 128 queries a step
-  static constexpr int kBlockM = kTall ? 128 : 64;       // queries per inner step
-  static constexpr int kBlockN = kWide ? 64 : 128;       // keys per block
+  static constexpr bool kTall = kRoomy && kWidth <= 64;                    // 128 queries a step
+  static constexpr bool kShort = kWide || (!kRoomy && kWidth > 64);        // 64 keys a block
+  static constexpr int kBlockM = kTall ? 128 : 64;  // queries per inner step
+  static constexpr int kBlockN = kShort ? 64 : 128;  // keys per block
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kStages = kWide && !kRoomy ? 1 : 2;  // Q/dO buffers (prefetch when 2)
-  using Sdp = WarpGrid<kBlockM, kBlockN, kWarps, kWide || kTall ? 4 : 2>;  // queries x keys
-  using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kWide ? 2 : 4>;            // keys x head dim
-  // dQ: queries x head dim, four warps along the head dim where that leaves whole pairs.
-  using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || (kWidth / 4) % 16 != 0 ? 4 : 2>;
+  static constexpr int kStages = kRoomy || kWidth <= 96 ? 2 : 1;  // Q/dO buffers (prefetch: 2)
+  using Sdp = WarpGrid<kBlockM, kBlockN, kWarps, kShort || kTall ? 4 : 2>;  // queries x keys
+  // dK, dV: keys x head dim; dQ: queries x head dim. Four warps along the head dim where that
+  // leaves them whole 16-column pairs, else along the rows.
+  static constexpr bool kFourColumnWarps = (kWidth / 4) % 16 == 0;
+  using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
+  using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
 
   using KvTile = SmemTile<kBlockN, kWidth>;
   using QTile = SmemTile<kBlockM, kWidth>;
@@ -525,10 +529,8 @@ template <DType kDType, int kWidth, bool kExtras>
 Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream) {
   int budget = 0;
   if (Status status = shared_memory_budget(&budget); !status.ok()) return status;
-  if constexpr (BackwardConfig<kWidth, true>::kDistinct) {
-    if (BackwardConfig<kWidth, true>::kSmemBytes <= budget) {
-      return launch_backward_config<kDType, kWidth, kExtras, true>(args, stream);
-    }
+  if (BackwardConfig<kWidth, true>::kSmemBytes <= budget) {
+    return launch_backward_config<kDType, kWidth, kExtras, true>(args, stream);
   }
   if (Status status = check_shared_memory(BackwardConfig<kWidth, false>::kSmemBytes, budget,
                                           kWidth, "cuda backward");

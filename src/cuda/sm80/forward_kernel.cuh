@@ -33,18 +33,22 @@ using cuda::SmemTile;
 // the copy's registers live across the softmax: it pays only where a warp owns one m16 tile
 // (with two, the d128 kernel spilled and lost 8%). Measured variants are in bench/NOTES.md;
 // FLASHATTN_SM80_TUNE_* (a build flag) overrides one width for such runs (bench/gpu.sh tune).
-template <int kWidth, bool kExtras>
+// kRoomy = false is the compact configuration for devices with less shared memory (sm86 / sm89:
+// 99 KB): it differs only at d256, where FA2 too takes 64 query rows and 4 warps (96 KB).
+template <int kWidth, bool kExtras, bool kRoomy = true>
 struct ForwardConfig {
+  static constexpr bool kHasCompact = kWidth > 192;
 #if defined(FLASHATTN_SM80_TUNE_WIDTH)
   static constexpr bool kTuned = kWidth == FLASHATTN_SM80_TUNE_WIDTH;
 #define FLASHATTN_SM80_TUNED(name, otherwise) (kTuned ? FLASHATTN_SM80_TUNE_##name : (otherwise))
 #else
 #define FLASHATTN_SM80_TUNED(name, otherwise) (otherwise)
 #endif
-  static constexpr int kBlockM = FLASHATTN_SM80_TUNED(M, 128);
+  static constexpr bool kCompact = !kRoomy && kHasCompact;
+  static constexpr int kBlockM = FLASHATTN_SM80_TUNED(M, kCompact ? 64 : 128);
   // 128 keys a step pay for d <= 64 (d64: +6% at 16k) but spill the extras' Philox state.
   static constexpr int kBlockN = FLASHATTN_SM80_TUNED(N, kWidth <= 64 && !kExtras ? 128 : 64);
-  static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 ? 4 : 8);
+  static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
   static constexpr int kMTiles = kBlockM / (16 * kWarps);  // m16 tiles per warp
   static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, true);
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
@@ -59,10 +63,10 @@ struct ForwardConfig {
   static_assert(kBlockN % 16 == 0 && kWidth % 16 == 0, "k16 steps");
 };
 
-template <typename T, int kWidth, bool kExtras>
-__global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
+template <typename T, int kWidth, bool kExtras, bool kRoomy>
+__global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardKernelArgs args) {
-  using Config = ForwardConfig<kWidth, kExtras>;
+  using Config = ForwardConfig<kWidth, kExtras, kRoomy>;
   constexpr int kBlockM = Config::kBlockM;
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kThreads = Config::kThreads;
@@ -277,17 +281,11 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras>::kThreads, 1)
                             seq.len_q - m0, args.head_dim_v, args.vectorized_out});
 }
 
-template <DType kDType, int kWidth, bool kExtras>
-Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
-  using Config = ForwardConfig<kWidth, kExtras>;
+template <DType kDType, int kWidth, bool kExtras, bool kRoomy>
+Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream) {
+  using Config = ForwardConfig<kWidth, kExtras, kRoomy>;
   using T = typename ElementOf<kDType>::type;
-  auto* kernel = &forward_kernel<T, kWidth, kExtras>;
-  int budget = 0;
-  if (Status status = shared_memory_budget(&budget); !status.ok()) return status;
-  if (Status status = check_shared_memory(Config::kSmemBytes, budget, kWidth, "cuda forward");
-      !status.ok()) {
-    return status;
-  }
+  auto* kernel = &forward_kernel<T, kWidth, kExtras, kRoomy>;
   static std::atomic<uint64_t> raised_on_devices{0};
   if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kernel), Config::kSmemBytes,
                                        raised_on_devices, "cuda forward");
@@ -303,6 +301,24 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
             std::string("cuda forward: kernel launch failed: ") + cudaGetErrorString(error)};
   }
   return Status::Ok();
+}
+
+// The roomy configuration where the device has the shared memory for it, else the compact one.
+template <DType kDType, int kWidth, bool kExtras>
+Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
+  using Roomy = ForwardConfig<kWidth, kExtras, true>;
+  using Compact = ForwardConfig<kWidth, kExtras, false>;
+  int budget = 0;
+  if (Status status = shared_memory_budget(&budget); !status.ok()) return status;
+  if (Roomy::kSmemBytes <= budget) {
+    return launch_forward_config<kDType, kWidth, kExtras, true>(args, stream);
+  }
+  if constexpr (Roomy::kHasCompact) {
+    if (Compact::kSmemBytes <= budget) {
+      return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
+    }
+  }
+  return check_shared_memory(Compact::kSmemBytes, budget, kWidth, "cuda forward");
 }
 
 }  // namespace flashattn::cuda_sm80
