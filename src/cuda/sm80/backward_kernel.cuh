@@ -63,7 +63,9 @@ struct WarpGrid {
 //   - d > 128: Q and dO double-buffered (<256, 64, 64, 8, 4, 2, 2>, 209 KB at d256): with one
 //     buffer the next tiles' copy waits in the open, with nothing to hide it.
 // Compact: 64 queries a step; d 96 / 128 take 64 keys a block (d128 also one Q/dO buffer: 81 KB),
-// d > 128 one Q/dO buffer (145 KB at d256: sm80 only).
+// d > 128 one Q/dO buffer (145 KB at d256: sm80 only). The compact d96 keeps two Q/dO buffers
+// (113 KB: its 96 columns are stored 128 wide), so it does not fit sm86 either: one buffer
+// would (81 KB), untested on a GPU so far.
 template <int kWidth, bool kRoomy>
 struct BackwardConfig {
   static constexpr bool kWide = kWidth > 128;
