@@ -58,44 +58,47 @@ head = next((i for i, r in enumerate(rows) if "Source" in r), None)
 if head is None:
     sys.exit("no SASS table in " + sys.argv[1])
 cols = rows[head]
-src, ex = cols.index("Source"), next(i for i, c in enumerate(cols) if c.startswith("Instructions Executed"))
-by_op, total, count = collections.Counter(), 0, 0
-for r in rows[head + 1:]:
-    if len(r) <= max(src, ex):
-        continue
-    try:
-        n = int(float(r[ex].replace(",", "") or 0))
-    except ValueError:
-        continue
-    op = r[src].strip().split()[0] if r[src].strip() else "?"
-    if op.startswith("@"):
-        op = r[src].strip().split()[1]
-    by_op[op.split(".")[0]] += n
-    total += n
-    count += 1
-print(f"== ours SASS: {count} instructions in the kernel, {total:,} warp-instructions executed")
+src = cols.index("Source")
+
+
+def counted(prefix):
+    """(row number, opcode, SASS text, count) for each instruction with a number in the column."""
+    column = next((i for i, c in enumerate(cols) if c.startswith(prefix)), None)
+    if column is None:
+        return None
+    found = []
+    for number, r in enumerate(rows[head + 1:]):
+        if len(r) <= max(src, column):
+            continue
+        try:
+            n = int(float(r[column].replace(",", "") or 0))
+        except ValueError:
+            continue
+        words = r[src].strip().split() or ["?"]
+        op = words[1] if words[0].startswith("@") and len(words) > 1 else words[0]
+        found.append((number, op.split(".")[0], r[src].strip(), n))
+    return found
+
+
+executed = counted("Instructions Executed")
+by_op = collections.Counter()
+for _, op, _, n in executed:
+    by_op[op] += n
+total = sum(by_op.values())
+print(f"== ours SASS: {len(executed)} instructions in the kernel, {total:,} warp-instructions executed")
 for op, n in by_op.most_common(25):
     print(f"{op:12s} {n:>14,} {100 * n / max(total, 1):5.1f}%")
 # Where the warps wait: stall samples per opcode and the 30 instructions with the most.
-stall = next((i for i, c in enumerate(cols) if c.startswith("Warp Stall Sampling (All")), None)
-if stall is not None:
-    by_op_stall, per_inst, samples = collections.Counter(), [], 0
-    for number, r in enumerate(rows[head + 1:]):
-        if len(r) <= max(src, stall):
-            continue
-        try:
-            n = int(float(r[stall].replace(",", "") or 0))
-        except ValueError:
-            continue
-        text = r[src].strip()
-        op = text.split()[1] if text.startswith("@") and len(text.split()) > 1 else (text.split() or ["?"])[0]
-        by_op_stall[op.split(".")[0]] += n
-        per_inst.append((n, number, text))
-        samples += n
+stalled = counted("Warp Stall Sampling (All")
+if stalled is not None:
+    by_op_stall = collections.Counter()
+    for _, op, _, n in stalled:
+        by_op_stall[op] += n
+    samples = sum(by_op_stall.values())
     print(f"== ours stall samples: {samples:,}")
     for op, n in by_op_stall.most_common(15):
         print(f"{op:12s} {n:>12,} {100 * n / max(samples, 1):5.1f}%")
-    for n, number, text in sorted(per_inst, reverse=True)[:30]:
+    for number, _, text, n in sorted(stalled, key=lambda x: -x[3])[:30]:
         print(f"{100 * n / max(samples, 1):5.1f}%  #{number:<5d} {text[:90]}")
 PY
 fi
