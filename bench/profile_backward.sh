@@ -80,24 +80,24 @@ def counted(prefix):
     return found
 
 
-executed = counted("Instructions Executed")
-by_op = collections.Counter()
-for _, op, _, n in executed:
-    by_op[op] += n
-total = sum(by_op.values())
-print(f"== ours SASS: {len(executed)} instructions in the kernel, {total:,} warp-instructions executed")
-for op, n in by_op.most_common(25):
-    print(f"{op:12s} {n:>14,} {100 * n / max(total, 1):5.1f}%")
+def print_by_opcode(found, title, most):
+    """Sums per opcode, the `most` largest with their share; returns the total."""
+    by_op = collections.Counter()
+    for _, op, _, n in found:
+        by_op[op] += n
+    total = sum(by_op.values())
+    print(title.format(instructions=len(found), total=total))
+    for op, n in by_op.most_common(most):
+        print(f"{op:12s} {n:>14,} {100 * n / max(total, 1):5.1f}%")
+    return total
+
+
+print_by_opcode(counted("Instructions Executed"),
+                "== ours SASS: {instructions} instructions in the kernel, {total:,} warp-instructions executed", 25)
 # Where the warps wait: stall samples per opcode and the 30 instructions with the most.
 stalled = counted("Warp Stall Sampling (All")
 if stalled is not None:
-    by_op_stall = collections.Counter()
-    for _, op, _, n in stalled:
-        by_op_stall[op] += n
-    samples = sum(by_op_stall.values())
-    print(f"== ours stall samples: {samples:,}")
-    for op, n in by_op_stall.most_common(15):
-        print(f"{op:12s} {n:>12,} {100 * n / max(samples, 1):5.1f}%")
+    samples = print_by_opcode(stalled, "== ours stall samples: {total:,}", 15)
     for number, _, text, n in sorted(stalled, key=lambda x: -x[3])[:30]:
         print(f"{100 * n / max(samples, 1):5.1f}%  #{number:<5d} {text[:90]}")
 PY
