@@ -88,14 +88,11 @@ __device__ __forceinline__ void red_add_f32x2(float* dst, float x, float y) {
 #endif
 }
 
-// Acquire load / release store of a flag in global memory at GPU scope (ordered semaphores).
+// Acquire load of a flag in global memory at GPU scope (ordered semaphores).
 __device__ __forceinline__ int load_acquire(const int* flag) {
   int value;
   asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(value) : "l"(flag) : "memory");
   return value;
-}
-__device__ __forceinline__ void store_release(int* flag, int value) {
-  asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag), "r"(value) : "memory");
 }
 // Adds to a counter with release semantics: writes ordered before it (this thread's, and
 // those a barrier ordered before it) are visible to whoever acquires the new value.
