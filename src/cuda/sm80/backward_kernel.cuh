@@ -18,9 +18,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <atomic>
 #include <cstdint>
-#include <string>
 #include <type_traits>
 
 #include "common/philox.h"
@@ -507,23 +505,11 @@ template <DType kDType, int kWidth, bool kExtras, bool kRoomy>
 Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t stream) {
   using Config = BackwardConfig<kWidth, kRoomy>;
   using T = typename ElementOf<kDType>::type;
-  auto* kernel = &backward_kernel<T, kWidth, kExtras, kRoomy>;
-  static std::atomic<uint64_t> raised_on_devices{0};
-  if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kernel), Config::kSmemBytes,
-                                       raised_on_devices, "cuda backward");
-      !status.ok()) {
-    return status;
-  }
   const ForwardKernelArgs& a = args.attention;
   const dim3 grid((a.seqlen_k + Config::kBlockN - 1) / Config::kBlockN, a.batch, a.heads_kv);
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::Ok();
-  kernel<<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(args);
-  const cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess) {
-    return {StatusCode::cuda_error,
-            std::string("cuda backward: kernel launch failed: ") + cudaGetErrorString(error)};
-  }
-  return Status::Ok();
+  return launch_with_shared_memory<&backward_kernel<T, kWidth, kExtras, kRoomy>>(
+      grid, Config::kThreads, Config::kSmemBytes, stream, args, "cuda backward");
 }
 
 // The roomy configuration where the device has the shared memory for it, else the other.

@@ -5,9 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <atomic>
 #include <cstdint>
-#include <string>
 
 #include "common/philox.h"
 #include "common/score_mods.h"
@@ -285,22 +283,10 @@ template <DType kDType, int kWidth, bool kExtras, bool kRoomy>
 Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Config = ForwardConfig<kWidth, kExtras, kRoomy>;
   using T = typename ElementOf<kDType>::type;
-  auto* kernel = &forward_kernel<T, kWidth, kExtras, kRoomy>;
-  static std::atomic<uint64_t> raised_on_devices{0};
-  if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kernel), Config::kSmemBytes,
-                                       raised_on_devices, "cuda forward");
-      !status.ok()) {
-    return status;
-  }
   const dim3 grid((args.seqlen_q + Config::kBlockM - 1) / Config::kBlockM, args.batch,
                   args.heads_q);
-  kernel<<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(args);
-  const cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess) {
-    return {StatusCode::cuda_error,
-            std::string("cuda forward: kernel launch failed: ") + cudaGetErrorString(error)};
-  }
-  return Status::Ok();
+  return launch_with_shared_memory<&forward_kernel<T, kWidth, kExtras, kRoomy>>(
+      grid, Config::kThreads, Config::kSmemBytes, stream, args, "cuda forward");
 }
 
 // The roomy configuration where the device has the shared memory for it, else the compact one.

@@ -1,6 +1,6 @@
 // Shared memory per block on the host side of a launch: how much the current device offers
-// (so a kernel can take the tile configuration that fits, or fail by name), and the one-time
-// raise of a kernel's dynamic shared-memory limit.
+// (so a kernel can take the tile configuration that fits, or fail by name), the one-time raise
+// of a kernel's dynamic shared-memory limit, and the launch that goes with it.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -67,6 +67,26 @@ inline Status raise_smem_limit(const void* kernel, int bytes, std::atomic<uint64
     return {StatusCode::cuda_error, std::string(who) + ": cudaFuncSetAttribute(" +
                                         std::to_string(bytes) +
                                         " bytes of shared memory): " + cudaGetErrorString(error)};
+  }
+  return Status::Ok();
+}
+
+// Launches kKernel(args) with smem_bytes of dynamic shared memory, raising its limit first
+// (once per device and kernel instance); a launch error comes back as a Status naming `who`.
+template <auto kKernel, typename Args>
+Status launch_with_shared_memory(dim3 grid, int threads, int smem_bytes, cudaStream_t stream,
+                                 const Args& args, const char* who) {
+  static std::atomic<uint64_t> raised_on_devices{0};
+  if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kKernel), smem_bytes,
+                                       raised_on_devices, who);
+      !status.ok()) {
+    return status;
+  }
+  kKernel<<<grid, threads, smem_bytes, stream>>>(args);
+  const cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess) {
+    return {StatusCode::cuda_error,
+            std::string(who) + ": kernel launch failed: " + cudaGetErrorString(error)};
   }
   return Status::Ok();
 }
