@@ -7,7 +7,7 @@
 #
 # Run from the repository root on the GPU machine:  OUT=/path bench/gpu.sh
 # Environment (all optional):
-#   STEPS="build test sanitize pytest bench"  which steps, in this order (also: ncu, tune,
+#   STEPS="build test sanitize pytest bench"  which steps, in this order (also: ncu, profile, tune,
 #                                           suite = bench/gpu_suite.sh, issue 7's benchmark
 #                                           suite, in its own build directory, within what
 #                                           TOTAL_S leaves: STEPS=suite alone is one ~6 min call)
@@ -35,6 +35,9 @@
 #   BENCH_ARGS=""                           extra arguments of bench/gpu_forward.py
 #   BWD_BENCH_ARGS=""                       extra arguments of bench/gpu_backward.py
 #   PYTEST_ARGS="tests/python/test_cuda.py" what step pytest runs
+#   NCU_DIMS=128 NCU_SEQLENS=4096           step "ncu": the forward's ncu look (ours and FA2)
+#   PROFILES="backward:128:4096:0"          step "profile": bench/profile_kernel.sh (SOURCE=1) per
+#                                           entry direction:head_dim:seqlen:causal
 #   TUNE_VARIANTS="128:128:64:4:0:0 ..."    step "tune": width:block_m:block_n:warps:prefetch:early_k
 #                                           schedules of one width, each built beside the
 #                                           default library and timed alone (bf16)
@@ -59,6 +62,9 @@ BENCH=${BENCH:-"forward backward"}
 BENCH_ARGS=${BENCH_ARGS:-}
 BWD_BENCH_ARGS=${BWD_BENCH_ARGS:-}
 PYTEST_ARGS=${PYTEST_ARGS:-tests/python/test_cuda.py}
+NCU_DIMS=${NCU_DIMS:-128}
+NCU_SEQLENS=${NCU_SEQLENS:-4096}
+PROFILES=${PROFILES:-"backward:128:4096:0"}
 export PATH=$PATH:/usr/local/cuda/bin
 mkdir -p "$OUT"
 summary=()
@@ -203,10 +209,23 @@ step_ncu() {
   ncu --target-processes all -k "regex:forward_kernel|flash_fwd" -c 6 --section SpeedOfLight \
     --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis --section WarpStateStats \
     --metrics sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,smsp__sass_inst_executed_op_local_ld.sum,smsp__sass_inst_executed_op_local_st.sum \
-    python3 bench/gpu_forward.py --lib "$BUILD/libflashattn_bench.so" --dtypes bf16 --dims 128 \
-    --seqlens 4096 --iters 1 --warmup 0 > "$OUT/ncu.log" 2>&1
-  note "ncu: rc=$? (d128 bf16 s4096, ours and SDPA flash, causal and not: $OUT/ncu.log)"
+    python3 bench/gpu_forward.py --lib "$BUILD/libflashattn_bench.so" --dtypes bf16 \
+    --dims "$NCU_DIMS" --seqlens "$NCU_SEQLENS" --iters 1 --warmup 0 > "$OUT/ncu.log" 2>&1
+  note "ncu: rc=$? (d$NCU_DIMS bf16 s$NCU_SEQLENS, ours and SDPA flash, causal and not: $OUT/ncu.log)"
   grep -E "forward_kernel|Registers Per|hmma|bank_conflicts|wavefronts|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|local_|Stall|stall" "$OUT/ncu.log" | head -40
+}
+
+# ncu comparisons with FA2 and ours' per-instruction stall ranking (bench/profile_kernel.sh),
+# one per PROFILES entry "direction:head_dim:seqlen:causal".
+step_profile() {
+  local entry
+  for entry in $PROFILES; do
+    OUT="$OUT/profile-${entry//:/-}" CLI="$BUILD/tools/cli/flashattn" SOURCE=1 \
+      timeout "$(step_timeout 300)" bash bench/profile_kernel.sh ${entry//:/ } \
+      > "$OUT/profile-${entry//:/-}.log" 2>&1
+    note "profile $entry: rc=$? ($OUT/profile-${entry//:/-}.log)"
+    tail -45 "$OUT/profile-${entry//:/-}.log"
+  done
 }
 
 step_bench() {

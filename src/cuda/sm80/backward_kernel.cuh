@@ -60,10 +60,9 @@ struct WarpGrid {
 //   - d 96, 128: <128, 64, 128, 8, 2, 4, 2> (160 KB at d128);
 //   - d > 128: Q and dO double-buffered (<256, 64, 64, 8, 4, 2, 2>, 209 KB at d256): with one
 //     buffer the next tiles' copy waits in the open, with nothing to hide it.
-// Compact: 64 queries a step; d 96 / 128 take 64 keys a block (d128 also one Q/dO buffer: 81 KB),
-// d > 128 one Q/dO buffer (145 KB at d256: sm80 only). The compact d96 keeps two Q/dO buffers
-// (113 KB: its 96 columns are stored 128 wide), so it does not fit sm86 either: one buffer
-// would (81 KB), untested on a GPU so far.
+// Compact: 64 queries a step; d 96 / 128 take 64 keys a block and one Q/dO buffer (81 KB each:
+// 96 columns are stored 128 wide, so two buffers at d96 took 113 KB, over sm86's 99 KB), d > 128
+// one Q/dO buffer (145 KB at d256: sm80 only).
 template <int kWidth, bool kRoomy>
 struct BackwardConfig {
   static constexpr bool kWide = kWidth > 128;
@@ -73,7 +72,7 @@ struct BackwardConfig {
   static constexpr int kBlockN = kShort ? 64 : 128;  // keys per block
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kStages = kRoomy || kWidth <= 96 ? 2 : 1;  // Q/dO buffers (prefetch: 2)
+  static constexpr int kStages = kRoomy || kWidth <= 64 ? 2 : 1;  // Q/dO buffers (prefetch: 2)
   using Sdp = WarpGrid<kBlockM, kBlockN, kWarps, kShort || kTall ? 4 : 2>;  // queries x keys
   // dK, dV: keys x head dim; dQ: queries x head dim. Four warps along the head dim where that
   // leaves them whole 16-column pairs, else along the rows.
