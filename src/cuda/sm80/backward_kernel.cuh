@@ -11,6 +11,7 @@
 //      with ldmatrix.trans;
 //   3. dQ = dS K, warps in a grid over queries x head dim, added to the fp32 workspace with
 //      vector atomics, in key-block order under semaphores when deterministic.
+// dK's product runs after phase 3 (dV, dQ, dK: FA2's order), its HMMAs covering the atomics.
 // Every warp reads only its own rows and columns of each operand, so a tile is read by a few
 // warps rather than all eight (the layout FA2 found to balance the three phases).
 #pragma once
