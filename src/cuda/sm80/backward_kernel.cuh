@@ -11,7 +11,6 @@
 //      with ldmatrix.trans;
 //   3. dQ = dS K, warps in a grid over queries x head dim, added to the fp32 workspace with
 //      vector atomics, in key-block order under semaphores when deterministic.
-// dK's product runs after phase 3 (dV, dQ, dK: FA2's order), its HMMAs covering the atomics.
 // Every warp reads only its own rows and columns of each operand, so a tile is read by a few
 // warps rather than all eight (the layout FA2 found to balance the three phases).
 #pragma once
@@ -411,11 +410,15 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         }
     __syncthreads();  // P and dS complete in shared memory
 
-    // ---- Phase 2: dV += P~^T dO on this warp's keys x head dim (dK after phase 3).
+    // ---- Phase 2: dV += P~^T dO and dK += dS^T Q on this warp's keys x head dim.
     {
+      const auto ds_lanes = p_lanes_at.shifted(kDsFromP);
+      const auto q_lanes = q_lanes_bt.shifted(stage_bytes);
       const auto do_lanes = q_lanes_bt.shifted(stage_bytes + kDoFromQ);
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),
                                                             b_columns(do_lanes));
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes),
+                                                            b_columns(q_lanes));
     }
 
     // ---- Phase 3: dQ = dS K on this warp's queries x head dim, added to the workspace.
@@ -460,16 +463,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         __syncwarp();  // the warp's adds, then the release that publishes them
         if (lane == 0) cuda::add_release(semaphore, 1);
       }
-    }
-
-    // ---- Phase 2, second half: dK += dS^T Q. After the dQ adds (FA2's order), so that its
-    // HMMAs run while the atomics read their registers: placed before them, the next step's
-    // first writes to those registers waited for the atomics' reads (~14% of stall samples).
-    {
-      const auto ds_lanes = p_lanes_at.shifted(kDsFromP);
-      const auto q_lanes = q_lanes_bt.shifted(stage_bytes);
-      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes),
-                                                            b_columns(q_lanes));
     }
   }
 
