@@ -33,7 +33,11 @@ using cuda::SmemTile;
 // FLASHATTN_SM80_TUNE_* (a build flag) overrides one width for such runs (bench/gpu.sh tune).
 // kRoomy = false is the compact configuration for devices with less shared memory (sm86 / sm89:
 // 99 KB): it differs only at d256, where FA2 too takes 64 query rows and 4 warps (96 KB).
-template <int kWidth, bool kExtras, bool kRoomy = true>
+// kKvStages = 2 keeps two K/V buffers: the next block's K and V are copied during the whole of
+// this block's math, and one barrier a step suffices (one buffer: the V copy is issued just
+// before S = Q K^T and waited for before the softmax, the next K after it, two barriers a
+// step). Taken where the device's shared memory per SM holds kBlocksPerSm such blocks (sm90).
+template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1>
 struct ForwardConfig {
   static constexpr bool kHasCompact = kWidth > 192;
 #if defined(FLASHATTN_SM80_TUNE_WIDTH)
@@ -52,19 +56,26 @@ struct ForwardConfig {
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
 #undef FLASHATTN_SM80_TUNED
   static constexpr int kThreads = kWarps * 32;
+  // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
+  // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
+  // overlap the score tile's and ptxas spilled 56-88 B, so it goes after the softmax.
+  static constexpr bool kCopyNextAtTop = kMTiles == 1;
+  // Blocks per SM that the registers allow (255 per thread): two of 4 warps, one of 8.
+  static constexpr int kBlocksPerSm = kWarps == 4 ? 2 : 1;
 
   using QTile = SmemTile<kBlockM, kWidth>;
   using KvTile = SmemTile<kBlockN, kWidth>;
-  static constexpr int kSmemBytes = QTile::kBytes + 2 * KvTile::kBytes;
+  static constexpr int kSmemBytes = QTile::kBytes + 2 * kKvStages * KvTile::kBytes;
+  static_assert(kKvStages == 1 || kKvStages == 2, "one or two K/V buffers");
 
   static_assert(kBlockM % (16 * kWarps) == 0, "each warp owns whole m16 tiles");
   static_assert(kBlockN % 16 == 0 && kWidth % 16 == 0, "k16 steps");
 };
 
-template <typename T, int kWidth, bool kExtras, bool kRoomy>
-__global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThreads, 1)
+template <typename T, int kWidth, bool kExtras, bool kRoomy, int kKvStages>
+__global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStages>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardKernelArgs args) {
-  using Config = ForwardConfig<kWidth, kExtras, kRoomy>;
+  using Config = ForwardConfig<kWidth, kExtras, kRoomy, kKvStages>;
   constexpr int kBlockM = Config::kBlockM;
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kThreads = Config::kThreads;
@@ -75,8 +86,10 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThrea
   using KvTile = typename Config::KvTile;
 
   extern __shared__ __align__(128) unsigned char smem[];
+  // Q, then per K/V stage its K tile and V tile.
+  constexpr uint32_t kStageBytes = 2 * KvTile::kBytes;
   const uint32_t q_tile = cuda::smem_address(smem);
-  const uint32_t k_tile = q_tile + QTile::kBytes;
+  const uint32_t k_tile = q_tile + QTile::kBytes;  // stage 0
   const uint32_t v_tile = k_tile + KvTile::kBytes;
 
   // With a causal / local mask the last query blocks see the most keys: start them first so
@@ -118,6 +131,9 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThrea
                                   seq.len_q - m0, qk_cols, args.vectorized_q});
   if (n_block_max > n_block_min) {
     cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block_max - 1));
+    if constexpr (kKvStages == 2) {
+      cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block_max - 1));
+    }
   }
   cuda::cp_async_commit();
 
@@ -140,8 +156,11 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThrea
   const uint32_t batch_head = static_cast<uint32_t>(b * args.heads_q + h);
 
   const auto q_lanes = QTile::lane_addresses(q_tile, warp_row0 + lane % 16, lane / 16);
-  const auto k_lanes = KvTile::lane_addresses(k_tile, lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
-  const auto v_lanes = KvTile::lane_addresses(v_tile, lane % 16, lane / 16);
+  // K and V lanes of the current stage: moved to the other stage after each step (moving one
+  // set rather than keeping one per stage saves the registers the d128 kernel spilled).
+  auto k_lanes = KvTile::lane_addresses(k_tile, lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  auto v_lanes = KvTile::lane_addresses(v_tile, lane % 16, lane / 16);
+  uint32_t stage_bytes = 0;  // offset of the current stage from stage 0
 
   AccTile<kMTiles, kDTiles> o;
   o.zero();
@@ -151,9 +170,22 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThrea
   for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
     const int n0 = n_block * kBlockN;
     cuda::cp_async_wait<0>();
-    __syncthreads();  // K(n) has landed, and every warp is done reading the previous V
-    cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
-    cuda::cp_async_commit();
+    auto load_next_kv = [&] {
+      if (n_block > n_block_min) {
+        const uint32_t next = kStageBytes - stage_bytes;
+        cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile + next, k_rows(n_block - 1));
+        cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile + next, v_rows(n_block - 1));
+        cuda::cp_async_commit();
+      }
+    };
+    if constexpr (kKvStages == 2) {
+      __syncthreads();  // K(n), V(n) have landed; every warp is done with the other stage
+      if constexpr (Config::kCopyNextAtTop) load_next_kv();
+    } else {
+      __syncthreads();  // K(n) has landed, and every warp is done reading the previous V
+      cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
+      cuda::cp_async_commit();
+    }
 
     AccTile<kMTiles, kNTiles> s;
     s.zero();
@@ -197,10 +229,12 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThrea
         }
     }
 
-    cuda::cp_async_wait<0>();
-    __syncthreads();  // V(n) has landed, and every warp is done reading K(n)
+    if constexpr (kKvStages == 1) {
+      cuda::cp_async_wait<0>();
+      __syncthreads();  // V(n) has landed, and every warp is done reading K(n)
+    }
     auto load_next_k = [&] {
-      if (n_block > n_block_min) {
+      if (kKvStages == 1 && n_block > n_block_min) {
         cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block - 1));
         cuda::cp_async_commit();
       }
@@ -241,7 +275,14 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThrea
     uint32_t p[kMTiles][kNTiles / 2][4];
     cuda::to_a_fragments<T>(s, p);
     if constexpr (!Config::kEarlyKLoad) load_next_k();
+    if constexpr (kKvStages == 2 && !Config::kCopyNextAtTop) load_next_kv();
     gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes);
+    if constexpr (kKvStages == 2) {
+      const uint32_t to_other = stage_bytes == 0 ? kStageBytes : 0u - kStageBytes;
+      stage_bytes += to_other;
+      k_lanes = k_lanes.shifted(to_other);
+      v_lanes = v_lanes.shifted(to_other);
+    }
   }
 
   // Epilogue: normalise once, write LSE, stage O through this warp's own Q rows in shared
@@ -279,23 +320,31 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy>::kThrea
                             seq.len_q - m0, args.head_dim_v, args.vectorized_out});
 }
 
-template <DType kDType, int kWidth, bool kExtras, bool kRoomy>
+template <DType kDType, int kWidth, bool kExtras, bool kRoomy, int kKvStages = 1>
 Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream) {
-  using Config = ForwardConfig<kWidth, kExtras, kRoomy>;
+  using Config = ForwardConfig<kWidth, kExtras, kRoomy, kKvStages>;
   using T = typename ElementOf<kDType>::type;
   const dim3 grid((args.seqlen_q + Config::kBlockM - 1) / Config::kBlockM, args.batch,
                   args.heads_q);
-  return launch_with_shared_memory<&forward_kernel<T, kWidth, kExtras, kRoomy>>(
+  return launch_with_shared_memory<&forward_kernel<T, kWidth, kExtras, kRoomy, kKvStages>>(
       grid, Config::kThreads, Config::kSmemBytes, stream, args, "cuda forward");
 }
 
-// The roomy configuration where the device has the shared memory for it, else the compact one.
+// Two K/V buffers where the device's shared memory per SM holds as many such blocks as the
+// registers allow (sm90), else the roomy configuration with one where a block fits (sm80),
+// else the compact one (sm86 / sm89).
 template <DType kDType, int kWidth, bool kExtras>
 Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
+  using Double = ForwardConfig<kWidth, kExtras, true, 2>;
   using Roomy = ForwardConfig<kWidth, kExtras, true>;
   using Compact = ForwardConfig<kWidth, kExtras, false>;
   int budget = 0;
-  if (Status status = shared_memory_budget(&budget); !status.ok()) return status;
+  int per_sm = 0;
+  if (Status status = shared_memory_budget(&budget, &per_sm); !status.ok()) return status;
+  if (Double::kSmemBytes <= budget &&
+      Double::kBlocksPerSm * (Double::kSmemBytes + kReservedSharedMemoryPerBlock) <= per_sm) {
+    return launch_forward_config<kDType, kWidth, kExtras, true, 2>(args, stream);
+  }
   if (Roomy::kSmemBytes <= budget) {
     return launch_forward_config<kDType, kWidth, kExtras, true>(args, stream);
   }

@@ -25,13 +25,21 @@ inline int shared_memory_cap_from_environment() {
   return *end == '\0' && bytes > 0 ? static_cast<int>(std::min(bytes, long{1} << 30)) : 0;
 }
 
+// Shared memory the hardware sets aside per resident block (sm80 and newer), out of the SM's.
+inline constexpr int kReservedSharedMemoryPerBlock = 1024;
+
 // Dynamic shared memory one block may opt into on the current device (227 KB on sm90, 163 KB
-// on sm80, 99 KB on sm86 / sm89), capped by FLASHATTN_CUDA_SMEM_LIMIT when that is set.
-inline Status shared_memory_budget(int* bytes) {
+// on sm80, 99 KB on sm86 / sm89) and, when per_sm is given, the SM's whole (228 / 164 / 100 KB:
+// how many blocks fit side by side), both capped by FLASHATTN_CUDA_SMEM_LIMIT when that is set
+// (the SM's at the cap plus one block's reserve, as on the devices the caps stand for).
+inline Status shared_memory_budget(int* bytes, int* per_sm = nullptr) {
   int device = 0;
   cudaError_t error = cudaGetDevice(&device);
   if (error == cudaSuccess) {
     error = cudaDeviceGetAttribute(bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  }
+  if (error == cudaSuccess && per_sm != nullptr) {
+    error = cudaDeviceGetAttribute(per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
   }
   if (error != cudaSuccess) {
     return {StatusCode::cuda_error,
@@ -39,7 +47,10 @@ inline Status shared_memory_budget(int* bytes) {
                 cudaGetErrorString(error)};
   }
   static const int cap = shared_memory_cap_from_environment();
-  if (cap > 0) *bytes = std::min(*bytes, cap);
+  if (cap > 0) {
+    *bytes = std::min(*bytes, cap);
+    if (per_sm != nullptr) *per_sm = std::min(*per_sm, cap + kReservedSharedMemoryPerBlock);
+  }
   return Status::Ok();
 }
 
