@@ -36,7 +36,8 @@ using cuda::SmemTile;
 // kKvStages = 2 keeps two K/V buffers: the next block's K and V are copied during the whole of
 // this block's math, and one barrier a step suffices (one buffer: the V copy is issued just
 // before S = Q K^T and waited for before the softmax, the next K after it, two barriers a
-// step). Taken where the device's shared memory per SM holds kBlocksPerSm such blocks (sm90).
+// step). Taken where it pays (kDoubleBufferPays) and the device's shared memory per SM holds
+// kBlocksPerSm such blocks (sm90).
 template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1>
 struct ForwardConfig {
   static constexpr bool kHasCompact = kWidth > 192;
@@ -60,6 +61,10 @@ struct ForwardConfig {
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
   // overlap the score tile's and ptxas spilled 56-88 B, so it goes after the softmax.
   static constexpr bool kCopyNextAtTop = kMTiles == 1;
+  // Where two buffers paid on the H100 (bench/NOTES.md, forward v8): d <= 64 (+5-7% at 4k-16k)
+  // and one m16 tile per warp (d192 / d256: even, one barrier less); at d96 / d128 one buffer
+  // measured 2-3% faster in two runs, so those keep it on every device.
+  static constexpr bool kDoubleBufferPays = kWidth <= 64 || kMTiles == 1;
   // Blocks per SM that the registers allow (255 per thread): two of 4 warps, one of 8.
   static constexpr int kBlocksPerSm = kWarps == 4 ? 2 : 1;
 
@@ -343,9 +348,9 @@ Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream)
       grid, Config::kThreads, Config::kSmemBytes, stream, args, "cuda forward");
 }
 
-// Two K/V buffers where the device's shared memory per SM holds as many such blocks as the
-// registers allow (sm90), else the roomy configuration with one where a block fits (sm80),
-// else the compact one (sm86 / sm89).
+// Two K/V buffers where they pay and the device's shared memory per SM holds as many such blocks
+// as the registers allow (sm90; sm80 too at d <= 64), else the roomy configuration with one
+// where a block fits (sm80), else the compact one (sm86 / sm89).
 template <DType kDType, int kWidth, bool kExtras>
 Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Double = ForwardConfig<kWidth, kExtras, true, 2>;
@@ -354,9 +359,11 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   int budget = 0;
   int per_sm = 0;
   if (Status status = shared_memory_budget(&budget, &per_sm); !status.ok()) return status;
-  if (Double::kSmemBytes <= budget &&
-      Double::kBlocksPerSm * (Double::kSmemBytes + kReservedSharedMemoryPerBlock) <= per_sm) {
-    return launch_forward_config<kDType, kWidth, kExtras, true, 2>(args, stream);
+  if constexpr (Double::kDoubleBufferPays) {
+    if (Double::kSmemBytes <= budget &&
+        Double::kBlocksPerSm * (Double::kSmemBytes + kReservedSharedMemoryPerBlock) <= per_sm) {
+      return launch_forward_config<kDType, kWidth, kExtras, true, 2>(args, stream);
+    }
   }
   if (Roomy::kSmemBytes <= budget) {
     return launch_forward_config<kDType, kWidth, kExtras, true>(args, stream);
