@@ -1,8 +1,8 @@
 """ctypes binding of the C ABI (include/flashattn/c_api.h): torch tensors in, status checked."""
 
 import ctypes
-import math
 import os
+import struct
 
 import torch
 
@@ -36,6 +36,11 @@ class Tensor(ctypes.Structure):
         ("head_stride", ctypes.c_int64),
         ("dim_stride", ctypes.c_int64),
     ]
+
+
+# Tensor's fields written by one struct.pack_into (_write_tensor): building a Tensor and
+# assigning it costs about a microsecond, and a backward call writes eight of them.
+_TENSOR_FIELDS = struct.Struct("@P4q")
 
 
 class Lse(ctypes.Structure):
@@ -139,6 +144,9 @@ def _load():
     lib.flashattn_struct_size.argtypes = [ctypes.c_int32]
     lib.flashattn_struct_size.restype = ctypes.c_size_t
 
+    if _TENSOR_FIELDS.size != ctypes.sizeof(Tensor):
+        raise ImportError(f"flashattn: _TENSOR_FIELDS is {_TENSOR_FIELDS.size} bytes, "
+                          f"Tensor {ctypes.sizeof(Tensor)}")
     if lib.flashattn_abi_version() != ABI_VERSION:
         raise ImportError(f"flashattn: {path} has C ABI version {lib.flashattn_abi_version()}, "
                           f"this package expects {ABI_VERSION}; reinstall the package")
@@ -178,51 +186,93 @@ def check(status):
     raise RuntimeError(f"flashattn internal error: {message}")
 
 
-def _tensor_ref(t, varlen):
-    """A [batch, rows, heads, dim] (or varlen [rows, heads, dim]) tensor as a flashattn_tensor."""
+def _write_tensor(params, offset, t, varlen):
+    """Writes a [batch, rows, heads, dim] (or varlen [rows, heads, dim]) tensor as the
+    flashattn_tensor at byte offset of params (a field's .offset, e.g. AttentionArgs.q.offset)."""
     if t is None:
-        return Tensor(None, 0, 0, 0, 1)
+        _TENSOR_FIELDS.pack_into(params, offset, 0, 0, 0, 0, 1)
+        return
     s = t.stride()
     if varlen:
-        return Tensor(t.data_ptr(), 0, s[0], s[1], s[2])
-    return Tensor(t.data_ptr(), s[0], s[1], s[2], s[3])
+        _TENSOR_FIELDS.pack_into(params, offset, t.data_ptr(), 0, s[0], s[1], s[2])
+    else:
+        _TENSOR_FIELDS.pack_into(params, offset, t.data_ptr(), s[0], s[1], s[2], s[3])
 
 
 def _ptr(t):
     return None if t is None else t.data_ptr()
 
 
+def _with_library_defaults(params_type):
+    """A params struct whose AttentionArgs hold flashattn_attention_args_init's defaults.
+
+    Each call copies it (one memcpy in from_buffer_copy) instead of constructing a struct and
+    calling into the library to initialise it: both are per-call host time that short problems
+    feel, and the defaults cannot change while the library is loaded."""
+    params = params_type()
+    lib.flashattn_attention_args_init(ctypes.byref(params.args))
+    return params
+
+
+_FORWARD_DEFAULTS = _with_library_defaults(ForwardArgs)
+_BACKWARD_DEFAULTS = _with_library_defaults(BackwardArgs)
+
+# The current stream as an integer without building a torch.cuda.Stream object (the private
+# binding exists in every PyTorch 2.x; the public call stays as the fallback).
+_current_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def _current_stream(q):
+    if _current_raw_stream is not None:
+        return _current_raw_stream(q.get_device())
+    return torch.cuda.current_stream(q.device).cuda_stream
+
+
 def _fill_args(a, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p,
                softmax_scale, causal, window_left, window_right, softcap, alibi_slopes,
                rng_state, backend):
-    lib.flashattn_attention_args_init(ctypes.byref(a))
+    """Fills a, which holds the library's defaults, with one call's problem."""
     varlen = cu_seqlens_q is not None
-    if q.device.type == "cuda":
+    if q.is_cuda:
         a.device = DEVICE_CUDA
-        a.device_index = q.device.index if q.device.index is not None else torch.cuda.current_device()
-        a.stream = torch.cuda.current_stream(q.device).cuda_stream
+        a.device_index = q.get_device()
+        a.stream = _current_stream(q)
     elif q.device.type == "cpu":
         a.device = DEVICE_CPU
         a.num_threads = torch.get_num_threads()
     else:
         raise ValueError(f"q: device {q.device} is not supported (expected cpu or cuda)")
     a.backend = BACKENDS[backend]
-    if q.dtype not in DTYPES:
+    dtype = DTYPES.get(q.dtype)
+    if dtype is None:
         raise TypeError(f"q: dtype {q.dtype} is not supported")
-    a.dtype = DTYPES[q.dtype]
+    a.dtype = dtype
+    q_shape, k_shape = q.shape, k.shape
     if varlen:
         a.batch = cu_seqlens_q.shape[0] - 1
-        a.seqlen_q, a.seqlen_k = int(max_seqlen_q), int(max_seqlen_k)
-        a.total_q, a.total_k = q.shape[0], k.shape[0]
-        a.cu_seqlens_q, a.cu_seqlens_k = _ptr(cu_seqlens_q), _ptr(cu_seqlens_k)
+        a.seqlen_q = int(max_seqlen_q)
+        a.seqlen_k = int(max_seqlen_k)
+        a.total_q = q_shape[0]
+        a.total_k = k_shape[0]
+        a.cu_seqlens_q = _ptr(cu_seqlens_q)
+        a.cu_seqlens_k = _ptr(cu_seqlens_k)
     else:
-        a.batch, a.seqlen_q, a.seqlen_k = q.shape[0], q.shape[1], k.shape[1]
-    a.heads_q, a.heads_kv = q.shape[-2], k.shape[-2]
-    a.head_dim, a.head_dim_v = q.shape[-1], v.shape[-1]
-    a.q, a.k, a.v = (_tensor_ref(t, varlen) for t in (q, k, v))
-    a.softmax_scale = math.nan if softmax_scale is None else softmax_scale
-    a.causal = int(bool(causal))
-    a.window_left, a.window_right = window_left, window_right
+        a.batch = q_shape[0]
+        a.seqlen_q = q_shape[1]
+        a.seqlen_k = k_shape[1]
+    a.heads_q = q_shape[-2]
+    a.heads_kv = k_shape[-2]
+    a.head_dim = q_shape[-1]
+    a.head_dim_v = v.shape[-1]
+    _write_tensor(a, AttentionArgs.q.offset, q, varlen)
+    _write_tensor(a, AttentionArgs.k.offset, k, varlen)
+    _write_tensor(a, AttentionArgs.v.offset, v, varlen)
+    if softmax_scale is not None:  # else the default NaN: 1 / sqrt(head_dim)
+        a.softmax_scale = softmax_scale
+    if causal:
+        a.causal = 1
+    a.window_left = window_left
+    a.window_right = window_right
     a.softcap = softcap
     if alibi_slopes is not None:
         a.alibi_slopes = alibi_slopes.data_ptr()
@@ -238,20 +288,25 @@ def _fill_args(a, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_
             a.dropout_seed, a.dropout_offset = seed, offset
 
 
+def _lse_ref(lse, varlen):
+    return Lse(lse.data_ptr(), 0 if varlen else lse.stride(0), lse.stride(-2))
+
+
 def forward(q, k, v, out, lse, dropout_mask, cu_seqlens_q=None, cu_seqlens_k=None,
             max_seqlen_q=0, max_seqlen_k=0, dropout_p=0.0, softmax_scale=None, causal=False,
             window_left=-1, window_right=-1, softcap=0.0, alibi_slopes=None, rng_state=None,
             backend="automatic"):
     """Runs flashattn_forward writing into out, lse (contiguous layouts) and dropout_mask."""
-    params = ForwardArgs()
+    params = ForwardArgs.from_buffer_copy(_FORWARD_DEFAULTS)
     _fill_args(params.args, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                dropout_p, softmax_scale, causal, window_left, window_right, softcap,
                alibi_slopes, rng_state, backend)
     varlen = cu_seqlens_q is not None
-    params.out = _tensor_ref(out, varlen)
+    _write_tensor(params, ForwardArgs.out.offset, out, varlen)
     if lse is not None:
-        params.lse = Lse(lse.data_ptr(), 0 if varlen else lse.stride(0), lse.stride(-2))
-    params.dropout_mask = _ptr(dropout_mask)
+        params.lse = _lse_ref(lse, varlen)
+    if dropout_mask is not None:
+        params.dropout_mask = dropout_mask.data_ptr()
     check(lib.flashattn_forward(ctypes.byref(params)))
 
 
@@ -260,23 +315,29 @@ def backward(dout, q, k, v, out, lse, dq, dk, dv, cu_seqlens_q=None, cu_seqlens_
              window_left=-1, window_right=-1, softcap=0.0, alibi_slopes=None,
              deterministic=False, rng_state=None, backend="automatic"):
     """Runs flashattn_backward writing dq, dk, dv."""
-    params = BackwardArgs()
-    _fill_args(params.args, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+    params = BackwardArgs.from_buffer_copy(_BACKWARD_DEFAULTS)
+    a = params.args
+    _fill_args(a, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                dropout_p, softmax_scale, causal, window_left, window_right, softcap,
                alibi_slopes, rng_state, backend)
     varlen = cu_seqlens_q is not None
-    params.out = _tensor_ref(out, varlen)
-    params.dout = _tensor_ref(dout, varlen)
-    params.lse = Lse(lse.data_ptr(), 0 if varlen else lse.stride(0), lse.stride(-2))
-    params.dq, params.dk, params.dv = (_tensor_ref(t, varlen) for t in (dq, dk, dv))
-    params.deterministic = int(bool(deterministic))
+    _write_tensor(params, BackwardArgs.out.offset, out, varlen)
+    _write_tensor(params, BackwardArgs.dout.offset, dout, varlen)
+    params.lse = _lse_ref(lse, varlen)
+    _write_tensor(params, BackwardArgs.dq.offset, dq, varlen)
+    _write_tensor(params, BackwardArgs.dk.offset, dk, varlen)
+    _write_tensor(params, BackwardArgs.dv.offset, dv, varlen)
+    if deterministic:
+        params.deterministic = 1
     workspace = None
-    if params.args.device == DEVICE_CUDA:
+    if a.device == DEVICE_CUDA:
         # Scratch from PyTorch's caching allocator on the current stream rather than the
         # library's own allocation: no cudaMalloc per call, and capturable in a CUDA graph.
         size = ctypes.c_uint64(0)
         check(lib.flashattn_backward_workspace_size(ctypes.byref(params), ctypes.byref(size)))
-        if size.value > 0:
-            workspace = torch.empty(size.value, dtype=torch.uint8, device=q.device)
-            params.workspace, params.workspace_bytes = workspace.data_ptr(), size.value
+        size = size.value
+        if size > 0:
+            workspace = q.new_empty(size, dtype=torch.uint8)
+            params.workspace = workspace.data_ptr()
+            params.workspace_bytes = size
     check(lib.flashattn_backward(ctypes.byref(params)))

@@ -105,8 +105,8 @@ def fwd_impl(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor],
         max_seqlen_q, max_seqlen_k = q.shape[1], k.shape[1]
     out_shape, lse_shape, mask_shape = _forward_shapes(
         q, v, cu_seqlens_q, max_seqlen_q, max_seqlen_k, dropout_p, return_softmax)
-    out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+    out = q.new_empty(out_shape)
+    lse = q.new_empty(lse_shape, dtype=torch.float32)
     keep = None
     if len(mask_shape) == 4:
         keep = torch.zeros(mask_shape, dtype=torch.uint8, device=q.device)
@@ -114,7 +114,7 @@ def fwd_impl(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Optional[Tensor],
                   max_seqlen_k, dropout_p, softmax_scale, causal, window_left, window_right,
                   softcap, alibi_slopes, rng_state)
     if keep is None:
-        return out, lse, torch.empty(mask_shape, dtype=q.dtype, device=q.device)
+        return out, lse, q.new_empty(mask_shape)
     s_dmask = _attention_probs(q, k, lse, keep, cu_seqlens_q, cu_seqlens_k, softmax_scale,
                                causal, window_left, window_right, softcap, alibi_slopes)
     return out, lse, s_dmask
@@ -139,9 +139,9 @@ def bwd_impl(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Te
              rng_state: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     if cu_seqlens_q is None:
         max_seqlen_q, max_seqlen_k = q.shape[1], k.shape[1]
-    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    dq = q.new_empty(q.shape)
+    dk = k.new_empty(k.shape)
+    dv = v.new_empty(v.shape)
     _capi.backward(dout, q, k, v, out, lse, dq, dk, dv, cu_seqlens_q, cu_seqlens_k,
                    max_seqlen_q, max_seqlen_k, dropout_p, softmax_scale, causal, window_left,
                    window_right, softcap, alibi_slopes, deterministic, rng_state)
@@ -175,14 +175,22 @@ def _setup_context(ctx, inputs, output):
                    window_right, softcap, deterministic)
 
 
-def _backward_formula(ctx, dout, *unused_grads):
+_NO_GRADIENTS = (None,) * (len(_FWD_ARGS) - 3)  # the arguments after q, k and v
+
+
+def _backward(ctx, dout, backward_op):
     q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, alibi_slopes, rng_state = ctx.saved_tensors
     (max_seqlen_q, max_seqlen_k, dropout_p, softmax_scale, causal, window_left, window_right,
      softcap, deterministic) = ctx.options
-    dq, dk, dv = bwd(_contiguous_last(dout), q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k,
-                     max_seqlen_q, max_seqlen_k, dropout_p, softmax_scale, causal, window_left,
-                     window_right, softcap, alibi_slopes, deterministic, rng_state)
-    return (dq, dk, dv) + (None,) * (len(_FWD_ARGS) - 3)
+    dq, dk, dv = backward_op(_contiguous_last(dout), q, k, v, out, lse, cu_seqlens_q,
+                             cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p, softmax_scale,
+                             causal, window_left, window_right, softcap, alibi_slopes,
+                             deterministic, rng_state)
+    return (dq, dk, dv) + _NO_GRADIENTS
+
+
+def _backward_formula(ctx, dout, *unused_grads):
+    return _backward(ctx, dout, bwd)
 
 
 class _FlashAttnFunction(torch.autograd.Function):
@@ -198,7 +206,12 @@ class _FlashAttnFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, *unused_grads):
-        return _backward_formula(ctx, dout)
+        # The kernels directly, as in the forward, unless the backward is itself recorded
+        # (create_graph=True: flashattn::bwd then raises that it has no derivative when used)
+        # or traced (compiled autograd).
+        if not torch.is_grad_enabled() and runs_directly(dout):
+            return _backward(ctx, dout, bwd_impl)
+        return _backward(ctx, dout, bwd)
 
 
 if HAS_CUSTOM_OP:
@@ -214,17 +227,53 @@ else:
         return _FlashAttnFunction.apply(*inputs)
 
 
-def _is_compiling():
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and hasattr(compiler, "is_compiling"):
-        return compiler.is_compiling()
+def _never_compiling():
     return False
 
 
+# Looked up once: torch.compile recognises the function itself, and the lookups cost per call.
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", _never_compiling)
+
+
+def runs_directly(t):
+    """Whether the kernels run without the custom ops: always without them (PyTorch < 2.4),
+    else for plain tensors in eager mode; tracing (torch.compile, fake or meta tensors, tensor
+    subclasses) needs the ops."""
+    return not HAS_CUSTOM_OP or (type(t) is torch.Tensor and not _is_compiling())
+
+
+# What makes torch.autograd.Function.apply more than a call of the forward, besides gradients:
+# functorch transforms and forward-mode AD (it raises: no setup_context, no jvp), torch.jit.trace
+# (it records the call) and the profiler (it records an event named after the Function).
+_forward_ad = torch.autograd.forward_ad
+_AUTOGRAD_HOOKS = (getattr(torch._C, "_are_functorch_transforms_active", None),
+                   getattr(torch._C, "_get_tracing_state", None),
+                   getattr(getattr(torch._C, "_autograd", None), "_profiler_enabled", None))
+_CAN_SKIP_AUTOGRAD = hasattr(_forward_ad, "_current_level") and None not in _AUTOGRAD_HOOKS
+_ALIBI_SLOPES = _FWD_ARGS.index("alibi_slopes")
+
+
+def _needs_autograd_function(inputs):
+    """Whether the eager forward must go through _FlashAttnFunction.apply, rather than call
+    fwd_impl, whose result is then the same: skipping apply saves about 10 us a call where no
+    gradient is wanted (torch.no_grad, inference)."""
+    if not _CAN_SKIP_AUTOGRAD:
+        return True
+    if torch.is_grad_enabled():
+        q, k, v, alibi_slopes = inputs[0], inputs[1], inputs[2], inputs[_ALIBI_SLOPES]
+        if q.requires_grad or k.requires_grad or v.requires_grad or (
+                alibi_slopes is not None and alibi_slopes.requires_grad):
+            return True
+    functorch_active, jit_tracing_state, profiler_enabled = _AUTOGRAD_HOOKS
+    return (_forward_ad._current_level >= 0 or functorch_active()
+            or jit_tracing_state() is not None or profiler_enabled())
+
+
 def attention(*inputs):
-    """flashattn::fwd with autograd: the custom op when tracing (torch.compile, fake or meta
-    tensors, tensor subclasses), the direct path for plain tensors in eager mode."""
-    q = inputs[0]
-    if HAS_CUSTOM_OP and (type(q) is not torch.Tensor or _is_compiling()):
+    """flashattn::fwd with autograd: the custom op when tracing, the direct path for plain
+    tensors in eager mode (runs_directly), through autograd only where it has work."""
+    if not runs_directly(inputs[0]):
         return fwd(*inputs)
-    return _FlashAttnFunction.apply(*inputs)
+    if _needs_autograd_function(inputs):
+        return _FlashAttnFunction.apply(*inputs)
+    return fwd_impl(*inputs)
