@@ -184,18 +184,15 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
         cuda::cp_async_commit();
       }
     };
-    if constexpr (kKvStages == 2) {
-      __syncthreads();  // K(n) (after the first step V(n) too) has landed; the other stage is free
-      if (first) {
-        cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
-        cuda::cp_async_commit();
-      }
-      if constexpr (Config::kCopyNextAtTop) load_next_kv();
-    } else {
-      __syncthreads();  // K(n) has landed, and every warp is done reading the previous V
+    // K(n) has landed (two buffers, after the first step: V(n) too), and every warp is done
+    // with the previous step's buffers.
+    __syncthreads();
+    const bool one_buffer_step = kKvStages == 1 || first;
+    if (one_buffer_step) {
       cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
       cuda::cp_async_commit();
     }
+    if constexpr (kKvStages == 2 && Config::kCopyNextAtTop) load_next_kv();
 
     AccTile<kMTiles, kNTiles> s;
     s.zero();
@@ -239,12 +236,10 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
         }
     }
 
-    if constexpr (kKvStages == 1) {
-      cuda::cp_async_wait<0>();
-      __syncthreads();  // V(n) has landed, and every warp is done reading K(n)
-    } else if (first) {
-      // V(n) has landed; the next block's copy, if issued at the top, may still be in flight.
-      if (Config::kCopyNextAtTop && n_block > n_block_min) {
+    if (one_buffer_step) {
+      // V(n) has landed (the next block's copy, if issued at the top, may still be in flight),
+      // and with one buffer every warp is done reading K(n).
+      if (kKvStages == 2 && Config::kCopyNextAtTop && n_block > n_block_min) {
         cuda::cp_async_wait<1>();
       } else {
         cuda::cp_async_wait<0>();
