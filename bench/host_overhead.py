@@ -9,7 +9,8 @@ with no synchronisation inside the loop (on CUDA the kernels queue behind the ho
 times; the median of the repeats is printed in microseconds per call. On CUDA the same shape also
 runs through PyTorch SDPA's FLASH_ATTENTION backend, the overhead to compare against.
 
-Usage: PYTHONPATH=python python3 bench/host_overhead.py [--device cpu|cuda] [--json out.json]
+Usage: PYTHONPATH=python python3 bench/host_overhead.py [--device cpu|cuda] [--threads N]
+       [--json out.json]
 """
 
 import argparse
@@ -32,6 +33,9 @@ def parse_args():
                         help="q, k, v shape [batch, seqlen, heads, head_dim]; default "
                              "[1, 1, 1, 8] fp32 on the cpu (no kernel time to speak of), "
                              "[1, 128, 1, 64] bf16 on cuda")
+    parser.add_argument("--threads", type=int,
+                        help="torch.set_num_threads first (the cpu kernels use that many): 1 "
+                             "keeps OpenMP wake-ups out of the host time on the cpu")
     parser.add_argument("--json", metavar="PATH", help="also write the results here")
     return parser.parse_args()
 
@@ -58,8 +62,18 @@ def forward_backward_case(attention, q, k, v):
     return call
 
 
+def backward_case(attention, q, k, v):
+    out = attention(q, k, v)
+    dout = torch.ones_like(out)
+
+    def call():
+        # The suite's "bwd" mode: the backward alone. The graph is kept for the next call.
+        torch.autograd.grad(out, (q, k, v), dout, retain_graph=True)
+    return call
+
+
 def cases(args):
-    """(name, call) pairs; each call is one forward or one forward and backward."""
+    """(name, call) pairs; each call is one forward, one backward, or one of each."""
     device = args.device
     on_cuda = device == "cuda"
     dtype = torch.bfloat16 if on_cuda else torch.float32
@@ -77,6 +91,7 @@ def cases(args):
     yield "flashattn varlen forward", forward_case(varlen_attention, *varlen)
 
     q, k, v = make_inputs(shape, dtype, device, requires_grad=True)
+    yield "flashattn backward", backward_case(flashattn.flash_attn_func, q, k, v)
     yield "flashattn forward+backward", forward_backward_case(flashattn.flash_attn_func, q, k, v)
 
     if on_cuda:
@@ -91,6 +106,7 @@ def cases(args):
         q, k, v = make_inputs(sdpa_shape, dtype, device, requires_grad=False)
         yield "sdpa flash forward", forward_case(sdpa, q, k, v)
         q, k, v = make_inputs(sdpa_shape, dtype, device, requires_grad=True)
+        yield "sdpa flash backward", backward_case(sdpa, q, k, v)
         yield "sdpa flash forward+backward", forward_backward_case(sdpa, q, k, v)
 
 
@@ -116,9 +132,12 @@ def time_case(call, args):
 
 def main():
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = {"device": args.device, "calls": args.calls, "repeats": args.repeats,
                "torch": torch.__version__, "python": platform.python_version(),
-               "flashattn": flashattn.__version__, "cases": {}}
+               "flashattn": flashattn.__version__, "threads": torch.get_num_threads(),
+               "cases": {}}
     if args.device == "cuda":
         results["gpu"] = torch.cuda.get_device_name()
     print(f"{'case':32} {'host us/call':>13} {'synced':>9} {'min..max':>16}")

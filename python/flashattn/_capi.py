@@ -38,17 +38,18 @@ class Tensor(ctypes.Structure):
     ]
 
 
-# Tensor's fields written by one struct.pack_into (_write_tensor): building a Tensor and
-# assigning it costs about a microsecond, and a backward call writes eight of them.
-_TENSOR_FIELDS = struct.Struct("@P4q")
-
-
 class Lse(ctypes.Structure):
     _fields_ = [
         ("data", ctypes.c_void_p),
         ("batch_stride", ctypes.c_int64),
         ("head_stride", ctypes.c_int64),
     ]
+
+
+# The fields of Tensor and Lse, each written by one struct.pack_into (_write_tensor, _write_lse):
+# building a Tensor and assigning it costs about a microsecond, and a backward call writes eight.
+_TENSOR_FIELDS = struct.Struct("@P4q")
+_LSE_FIELDS = struct.Struct("@P2q")
 
 
 class AttentionArgs(ctypes.Structure):
@@ -144,9 +145,10 @@ def _load():
     lib.flashattn_struct_size.argtypes = [ctypes.c_int32]
     lib.flashattn_struct_size.restype = ctypes.c_size_t
 
-    if _TENSOR_FIELDS.size != ctypes.sizeof(Tensor):
-        raise ImportError(f"flashattn: _TENSOR_FIELDS is {_TENSOR_FIELDS.size} bytes, "
-                          f"Tensor {ctypes.sizeof(Tensor)}")
+    for fields, struct_type in ((_TENSOR_FIELDS, Tensor), (_LSE_FIELDS, Lse)):
+        if fields.size != ctypes.sizeof(struct_type):
+            raise ImportError(f"flashattn: {struct_type.__name__} is {ctypes.sizeof(struct_type)} "
+                              f"bytes, its struct.pack_into format {fields.size}")
     if lib.flashattn_abi_version() != ABI_VERSION:
         raise ImportError(f"flashattn: {path} has C ABI version {lib.flashattn_abi_version()}, "
                           f"this package expects {ABI_VERSION}; reinstall the package")
@@ -288,8 +290,11 @@ def _fill_args(a, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_
             a.dropout_seed, a.dropout_offset = seed, offset
 
 
-def _lse_ref(lse, varlen):
-    return Lse(lse.data_ptr(), 0 if varlen else lse.stride(0), lse.stride(-2))
+def _write_lse(params, offset, lse, varlen):
+    """Writes lse ([batch, heads, seqlen_q], varlen [heads, total_q]) as the flashattn_lse at
+    byte offset of params."""
+    _LSE_FIELDS.pack_into(params, offset, lse.data_ptr(), 0 if varlen else lse.stride(0),
+                          lse.stride(-2))
 
 
 def forward(q, k, v, out, lse, dropout_mask, cu_seqlens_q=None, cu_seqlens_k=None,
@@ -304,7 +309,7 @@ def forward(q, k, v, out, lse, dropout_mask, cu_seqlens_q=None, cu_seqlens_k=Non
     varlen = cu_seqlens_q is not None
     _write_tensor(params, ForwardArgs.out.offset, out, varlen)
     if lse is not None:
-        params.lse = _lse_ref(lse, varlen)
+        _write_lse(params, ForwardArgs.lse.offset, lse, varlen)
     if dropout_mask is not None:
         params.dropout_mask = dropout_mask.data_ptr()
     check(lib.flashattn_forward(ctypes.byref(params)))
@@ -323,7 +328,7 @@ def backward(dout, q, k, v, out, lse, dq, dk, dv, cu_seqlens_q=None, cu_seqlens_
     varlen = cu_seqlens_q is not None
     _write_tensor(params, BackwardArgs.out.offset, out, varlen)
     _write_tensor(params, BackwardArgs.dout.offset, dout, varlen)
-    params.lse = _lse_ref(lse, varlen)
+    _write_lse(params, BackwardArgs.lse.offset, lse, varlen)
     _write_tensor(params, BackwardArgs.dq.offset, dq, varlen)
     _write_tensor(params, BackwardArgs.dk.offset, dk, varlen)
     _write_tensor(params, BackwardArgs.dv.offset, dv, varlen)

@@ -182,6 +182,8 @@ def _backward(ctx, dout, backward_op):
     q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, alibi_slopes, rng_state = ctx.saved_tensors
     (max_seqlen_q, max_seqlen_k, dropout_p, softmax_scale, causal, window_left, window_right,
      softcap, deterministic) = ctx.options
+    if dout is None:  # not materialised (_FlashAttnFunction.forward): the zeros autograd passes
+        dout = torch.zeros_like(out)
     dq, dk, dv = backward_op(_contiguous_last(dout), q, k, v, out, lse, cu_seqlens_q,
                              cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p, softmax_scale,
                              causal, window_left, window_right, softcap, alibi_slopes,
@@ -202,6 +204,9 @@ class _FlashAttnFunction(torch.autograd.Function):
         output = fwd_impl(*inputs)
         _setup_context(ctx, inputs, output)
         ctx.mark_non_differentiable(output[1], output[2])
+        # No zero tensors made for the gradients of lse and S_dmask, which the backward ignores
+        # (and, should out's be missing, _backward makes the one it needs).
+        ctx.set_materialize_grads(False)
         return output
 
     @staticmethod

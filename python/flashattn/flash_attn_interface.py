@@ -19,33 +19,44 @@ def _maybe_contiguous(t):
     return t.contiguous() if t is not None and t.stride(-1) != 1 else t
 
 
+def _check_rank(name, t, rank, layout):
+    _require_tensor(name, t)
+    if t.dim() != rank:
+        raise ValueError(f"{name}: expected {rank} dims {layout}, got {t.dim()} "
+                         f"(shape {list(t.shape)})")
+
+
+def _check_matches_q(name, t, q):
+    if t.device != q.device:
+        raise ValueError(f"{name}: device {t.device} does not match q device {q.device}")
+    if t.dtype != q.dtype:
+        raise TypeError(f"{name}: dtype {t.dtype} does not match q dtype {q.dtype}")
+
+
 def _check_qkv(q, k, v, varlen):
     """Checks what the library cannot see through pointers and sizes: types, ranks, devices,
-    dtypes and the sizes that k and v must share with q."""
+    dtypes and the sizes that k and v must share with q. Written out rather than looped over
+    (name, tensor) pairs, and each shape read once: it runs at every call."""
     rank, layout = (3, "[total_tokens, heads, head_dim]") if varlen else \
         (4, "[batch, seqlen, heads, head_dim]")
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        _require_tensor(name, t)
-        if t.dim() != rank:
-            raise ValueError(f"{name}: expected {rank} dims {layout}, got {t.dim()} "
-                             f"(shape {list(t.shape)})")
-    if q.device.type not in ("cpu", "cuda"):
+    _check_rank("q", q, rank, layout)
+    _check_rank("k", k, rank, layout)
+    _check_rank("v", v, rank, layout)
+    if not q.is_cuda and q.device.type != "cpu":
         raise ValueError(f"q: device {q.device} is not supported, expected cpu or cuda")
     if q.dtype not in _DTYPES:
         raise TypeError(f"q: dtype {q.dtype} is not supported, expected torch.float16 or "
                         f"torch.bfloat16 (or torch.float32 on the cpu)")
-    for name, t in (("k", k), ("v", v)):
-        if t.device != q.device:
-            raise ValueError(f"{name}: device {t.device} does not match q device {q.device}")
-        if t.dtype != q.dtype:
-            raise TypeError(f"{name}: dtype {t.dtype} does not match q dtype {q.dtype}")
-    if k.shape[-1] != q.shape[-1]:
-        raise ValueError(f"k: head_dim {k.shape[-1]} does not match q head_dim {q.shape[-1]}")
-    if v.shape[:-1] != k.shape[:-1]:
-        raise ValueError(f"v: shape {list(v.shape)} does not match k shape {list(k.shape)} "
+    _check_matches_q("k", k, q)
+    _check_matches_q("v", v, q)
+    q_shape, k_shape, v_shape = q.shape, k.shape, v.shape
+    if k_shape[-1] != q_shape[-1]:
+        raise ValueError(f"k: head_dim {k_shape[-1]} does not match q head_dim {q_shape[-1]}")
+    if v_shape[:-1] != k_shape[:-1]:
+        raise ValueError(f"v: shape {list(v_shape)} does not match k shape {list(k_shape)} "
                          f"except in the last dimension")
-    if not varlen and k.shape[0] != q.shape[0]:
-        raise ValueError(f"k: batch {k.shape[0]} does not match q batch {q.shape[0]}")
+    if not varlen and k_shape[0] != q_shape[0]:
+        raise ValueError(f"k: batch {k_shape[0]} does not match q batch {q_shape[0]}")
 
 
 def _check_cu_seqlens(q, cu_seqlens_q, cu_seqlens_k):
@@ -96,6 +107,18 @@ def _rng_state(dropout_p, device):
     return torch.zeros(2, dtype=torch.int64)
 
 
+# Without dropout the kernels never read the pair: eager calls share this one instead of
+# allocating their own. Nothing writes it (the ops take rng_state as a read-only input, the
+# backward only reads what the forward saved); traced calls still make theirs, in the graph.
+_NO_DROPOUT_RNG_STATE = torch.zeros(2, dtype=torch.int64, device="cpu")
+
+
+def _rng_state_for(dropout_p, q):
+    if dropout_p == 0.0 and _ops.runs_directly(q):
+        return _NO_DROPOUT_RNG_STATE
+    return _rng_state(dropout_p, q.device)
+
+
 def _attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p,
                softmax_scale, causal, window_size, softcap, alibi_slopes, deterministic,
                return_attn_probs):
@@ -110,14 +133,15 @@ def _attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, 
     window_left, window_right = _check_window(window_size)
     if softmax_scale is None:
         softmax_scale = q.shape[-1] ** (-0.5)
-    q, k, v = (_maybe_contiguous(t) for t in (q, k, v))
+    q, k, v = _maybe_contiguous(q), _maybe_contiguous(k), _maybe_contiguous(v)
     dropout_p = float(dropout_p)
     if not 0.0 <= dropout_p < 1.0 or math.isnan(dropout_p):
         raise ValueError(f"dropout_p: expected a value in [0, 1), got {dropout_p}")
     out, softmax_lse, s_dmask = _ops.attention(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p,
         float(softmax_scale), bool(causal), window_left, window_right, float(softcap),
-        alibi_slopes, bool(deterministic), bool(return_attn_probs), _rng_state(dropout_p, q.device))
+        alibi_slopes, bool(deterministic), bool(return_attn_probs),
+        _rng_state_for(dropout_p, q))
     return (out, softmax_lse, s_dmask) if return_attn_probs else out
 
 
