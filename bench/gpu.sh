@@ -39,8 +39,12 @@
 #   PROFILES="backward:128:4096:0"          step "profile": bench/profile_kernel.sh (SOURCE=1) per
 #                                           entry direction:head_dim:seqlen:causal
 #   TUNE_VARIANTS="128:128:64:4:0:0 ..."    step "tune": width:block_m:block_n:warps:prefetch:early_k
-#                                           schedules of one width, each built beside the
-#                                           default library and timed alone (bf16)
+#                                           [:nvcc flags joined by +] schedules of one width,
+#                                           each built beside the default library into its own
+#                                           shim; TUNE_AB=1 (default) times them all with the
+#                                           default and FA2 interleaved in one process
+#                                           (bench/ab_forward.py: TUNE_SEQLENS, TUNE_ARGS),
+#                                           TUNE_AB=0 each alone through gpu_forward.py
 # Logs and JSON go to $OUT; the last lines printed are the summary and the benchmark tables
 # (forward, then backward).
 set -uo pipefail
@@ -267,11 +271,12 @@ step_tune() {
   mkdir -p "$dir"
   : > "$OUT/tune.log"
   for variant in $TUNE_VARIANTS; do
-    IFS=: read -r width m n warps prefetch early <<< "$variant"
+    IFS=: read -r width m n warps prefetch early extra <<< "$variant"
     local name="w${width}_m${m}_n${n}_w${warps}_p${prefetch}_e${early}" flags
+    [[ -n "$extra" ]] && name+="_$(tr -c 'A-Za-z0-9\n' '_' <<< "$extra")"
     flags="-DFLASHATTN_SM80_TUNE_WIDTH=$width -DFLASHATTN_SM80_TUNE_M=$m -DFLASHATTN_SM80_TUNE_N=$n"
     flags+=" -DFLASHATTN_SM80_TUNE_WARPS=$warps -DFLASHATTN_SM80_TUNE_PREFETCH=$prefetch"
-    flags+=" -DFLASHATTN_SM80_TUNE_EARLYK=$early"
+    flags+=" -DFLASHATTN_SM80_TUNE_EARLYK=$early ${extra//+/ }"
     mkdir -p "$dir/$name"
     echo "FLASHATTN_FORWARD_INSTANCE(bf16, $width)" > "$dir/$name/flashattn_cuda_instances.inc"
     (
@@ -290,16 +295,25 @@ step_tune() {
     jobs+=("$name:$width")
   done
   wait
+  local shims=() widths=""
   for job in "${jobs[@]}"; do
     local name=${job%%:*} width=${job##*:}
     echo "== $name $(grep -h -E 'bytes stack frame' "$dir/$name/plain.ptxas" | head -1)" >> "$OUT/tune.log"
     if [[ ! -f "$dir/$name/libshim.so" ]]; then
       tail -5 "$dir/$name/build.log" "$dir/$name/plain.ptxas" >> "$OUT/tune.log"; continue
     fi
+    shims+=("$name@$width=$(realpath "$dir/$name/libshim.so")")
+    [[ ",$widths," == *",$width,"* ]] || widths+="${widths:+,}$width"
+    [[ "${TUNE_AB:-1}" == 1 ]] && continue
     PYTHONUNBUFFERED=1 python3 bench/gpu_forward.py --lib "$dir/$name/libshim.so" --no-peers \
-      --dtypes bf16 --dims "$width" --seqlens "${TUNE_SEQLENS:-1024,4096,16384}" 2>&1 |
+      --dtypes bf16 --dims "$width" --seqlens "${TUNE_SEQLENS:-1024,4096,16384}" ${TUNE_ARGS:-} 2>&1 |
       sed -n '/^dtype d/,$p' | tail -n +2 | sed "s/^/$name /" >> "$OUT/tune.log"
   done
+  if [[ "${TUNE_AB:-1}" == 1 && ${#shims[@]} -gt 0 ]]; then
+    (lib=$(realpath "$BUILD/libflashattn_bench.so") && cd bench && PYTHONUNBUFFERED=1 \
+      python3 ab_forward.py --lib "$lib" --variants "${shims[@]}" --dtypes bf16 --dims "$widths" \
+      --seqlens "${TUNE_SEQLENS:-1024,4096,16384}" ${TUNE_ARGS:-}) >> "$OUT/tune.log" 2>&1
+  fi
   note "tune: $(echo $TUNE_VARIANTS | wc -w) variants ($OUT/tune.log)"
   cat "$OUT/tune.log"
 }
