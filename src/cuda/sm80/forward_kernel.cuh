@@ -345,7 +345,8 @@ Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream)
 
 // Two K/V buffers where they pay and the device's shared memory per SM holds as many such blocks
 // as the registers allow (sm90; sm80 too at d <= 64), else the roomy configuration with one
-// where a block fits (sm80), else the compact one (sm86 / sm89).
+// where a block fits (sm80), else the compact one (sm86 / sm89); at d256 the compact one also
+// for banded masks at short lengths where two of its blocks fit on an SM (sm90).
 template <DType kDType, int kWidth, bool kExtras>
 Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Double = ForwardConfig<kWidth, kExtras, true, 2>;
@@ -354,6 +355,18 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   int budget = 0;
   int per_sm = 0;
   if (Status status = shared_memory_budget(&budget, &per_sm); !status.ok()) return status;
+  if constexpr (Roomy::kHasCompact) {
+    // A causal / local mask at lengths up to 4k gives short blocks of uneven length: there the
+    // compact tile (64 rows, 4 warps), two blocks per SM, hides one block's loads and stores
+    // behind the other's math. On the H200 (bench/NOTES.md, session 7) it beat the 128-row
+    // kernel at d256 causal s512..4k (+10%, +5%, +3%, +1%) and lost at 16k (-2%) and at every
+    // non-causal length (-1..-3%). Only where two such blocks fit on an SM (not on sm80).
+    const bool banded = args.window_left >= 0 || args.window_right >= 0;
+    if (banded && args.seqlen_q <= 4096 && Compact::kSmemBytes <= budget &&
+        2 * (Compact::kSmemBytes + kReservedSharedMemoryPerBlock) <= per_sm) {
+      return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
+    }
+  }
   if constexpr (Double::kDoubleBufferPays) {
     if (Double::kSmemBytes <= budget &&
         Double::kBlocksPerSm * (Double::kSmemBytes + kReservedSharedMemoryPerBlock) <= per_sm) {
