@@ -7,13 +7,15 @@ seqlen 512..16384, causal and not, bf16 and fp16. Each point is timed three ways
 (shared helpers: bench/gpu_common.py):
 - GPU time, the table's main figure: CUDA events around each call with the GPU kept busy for
   ~1 ms before the start event (Timer.measure(hide_host=True), bench/attention.py), so that host
-  dispatch is timed for no one, as in bench/gpu_backward.py; warm-up, median of --iters;
+  dispatch is timed for no one, as in bench/gpu_backward.py; warm-up, median of --iters, in
+  --rounds rounds that take turns among ours and the peers, the median of the rounds;
 - "with host": the same without the busy GPU, so the host's dispatch before the kernel starts is
   counted (ours goes through ctypes and the bench shim, not the Python package: the package's
   own host time is bench/host_overhead.py's);
 - "pipelined": 20 back-to-back calls between two events.
 Usage: gpu_forward.py --lib build/libflashattn_bench.so [--json out.json]
 """
+import contextlib
 import json
 import statistics
 import sys
@@ -27,7 +29,8 @@ import gpu_common as common
 
 
 def main():
-    args = common.parse_args(__doc__, iters=30, warmup=5)
+    args = common.parse_args(__doc__, iters=30, warmup=5, extra=lambda parser: parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the GPU-time measurement"))
     ours = common.Ours(args.lib)
     env = common.environment(args)
     print(json.dumps(env), flush=True)
@@ -42,38 +45,49 @@ def main():
         lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device="cuda", dtype=torch.float32)
         flops = common.forward_flops(case)
         row = common.point_row(case)
+        transposed = [[x.transpose(1, 2) for x in qkvd[:3]] for qkvd in sets]
+        qt, kt, vt = transposed[0]
+
         def ours_call(qkv):
             ours.forward(*qkv[:3], out, lse, causal)
 
-        ms = common.time_ms(ours_call, args.warmup, args.iters, sets, hide_host=True)
-        row["ours_ms"] = ms
-        row["ours_tflops"] = common.tflops(flops, ms)
-        row["ours_with_host_tflops"] = common.tflops(
-            flops, common.time_ms(ours_call, args.warmup, args.iters, sets))
-        row["ours_pipelined_tflops"] = common.tflops(flops, common.time_pipelined_ms(
-            lambda: ours.forward(q, k, v, out, lse, causal)))
-        transposed = [[x.transpose(1, 2) for x in qkvd[:3]] for qkvd in sets]
-        qt, kt, vt = transposed[0]
+        def peer_call(qkv):
+            F.scaled_dot_product_attention(*qkv, is_causal=causal)
+
+        # (name, SDPA backend or None for ours, call, its input sets); peers that cannot run
+        # this point are dropped with their error.
+        runners = [("ours", None, ours_call, sets)]
         for name, backend in () if args.no_peers else common.PEERS:
             try:
                 with sdpa_kernel(backend):
                     ref = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
-                    def peer_call(qkv):
-                        F.scaled_dot_product_attention(*qkv, is_causal=causal)
-
-                    ms = common.time_ms(peer_call, args.warmup, args.iters, transposed,
-                                        hide_host=True)
-                    with_host = common.time_ms(peer_call, args.warmup, args.iters, transposed)
-                    pipelined = common.time_pipelined_ms(
-                        lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal))
-                row[name + "_ms"] = ms
-                row[name + "_tflops"] = common.tflops(flops, ms)
-                row[name + "_with_host_tflops"] = common.tflops(flops, with_host)
-                row[name + "_pipelined_tflops"] = common.tflops(flops, pipelined)
+                runners.append((name, backend, peer_call, transposed))
                 if name == "fa2":
+                    ours_call(sets[0])
                     row["max_abs_diff_vs_fa2"] = (out - ref.transpose(1, 2)).abs().max().item()
             except Exception as error:  # a peer that cannot run this point
                 row[name + "_error"] = common.short_error(error)
+
+        def timing(backend):
+            return sdpa_kernel(backend) if backend is not None else contextlib.nullcontext()
+
+        # GPU time in --rounds rounds, everyone once per round: the GPU's drift (clocks after the
+        # inputs' creation, temperature) is shared out rather than charged to whoever goes first.
+        gpu_ms = {name: [] for name, *_ in runners}
+        for _ in range(args.rounds):
+            for name, backend, call, states in runners:
+                with timing(backend):
+                    gpu_ms[name].append(common.time_ms(call, args.warmup, args.iters, states,
+                                                       hide_host=True))
+        for name, backend, call, states in runners:
+            with timing(backend):
+                ms = statistics.median(gpu_ms[name])
+                with_host = common.time_ms(call, args.warmup, args.iters, states)
+                pipelined = common.time_pipelined_ms(lambda: call(states[0]))
+            row[name + "_ms"] = ms
+            row[name + "_tflops"] = common.tflops(flops, ms)
+            row[name + "_with_host_tflops"] = common.tflops(flops, with_host)
+            row[name + "_pipelined_tflops"] = common.tflops(flops, pipelined)
         rows.append(row)
         print(json.dumps(row), flush=True)
         del sets, q, k, v, out, lse, qt, kt, vt, transposed
