@@ -41,6 +41,10 @@ std::vector<AttentionCase> table() {
                               causal(dense(b16, 4, 512, 512, 16, 4, 64)),
                               dense(f16, 8, 256, 256, 16, 16, 128),
                               window(dense(b16, 2, 2048, 2048, 8, 2, 256), 256, 0),
+                              // d256 masked past 4096 query rows: the 128-row pair-split
+                              // kernel (shorter banded ones take the compact tile).
+                              causal(dense(b16, 1, 4200, 4100, 2, 1, 256)),
+                              window(dense(f16, 1, 4500, 4500, 1, 1, 256), 300, 40),
                           });
   return rows;
 }

@@ -75,21 +75,39 @@ struct OnlineSoftmax {
   // into the unnormalised probabilities exp2(x * multiplier - max * multiplier) in place.
   template <int kN, int kD>
   __device__ __forceinline__ void update(AccTile<kM, kN>& s, AccTile<kM, kD>& o, float multiplier) {
+    float new_max[kM][2];
+    tile_max(s, new_max);
+    apply(s, o, multiplier, new_max);
+  }
+
+  // The two halves of update, for warps that share rows (each holding some of the keys): the
+  // running max folded with s's row maxima (reduced over the lane quad), which the caller may
+  // fold further with the other warps' before apply.
+  template <int kN>
+  __device__ __forceinline__ void tile_max(const AccTile<kM, kN>& s, float (&new_max)[kM][2]) const {
 #pragma unroll
     for (int m = 0; m < kM; ++m)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float tile_max = row_max[m][h];
+        float x = row_max[m][h];
 #pragma unroll
-        for (int n = 0; n < kN; ++n) {
-          tile_max = fmaxf(tile_max, fmaxf(s.v[m][n][2 * h], s.v[m][n][2 * h + 1]));
-        }
-        tile_max = quad_max(tile_max);
+        for (int n = 0; n < kN; ++n) x = fmaxf(x, fmaxf(s.v[m][n][2 * h], s.v[m][n][2 * h + 1]));
+        new_max[m][h] = quad_max(x);
+      }
+  }
+
+  template <int kN, int kD>
+  __device__ __forceinline__ void apply(AccTile<kM, kN>& s, AccTile<kM, kD>& o, float multiplier,
+                                        const float (&new_max)[kM][2]) {
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
         // A row that has seen only masked scores keeps max -inf; subtracting 0 instead of
         // -inf keeps exp2 at 0 rather than NaN.
-        const float max_scaled = tile_max == -INFINITY ? 0.0f : tile_max * multiplier;
+        const float max_scaled = new_max[m][h] == -INFINITY ? 0.0f : new_max[m][h] * multiplier;
         const float correction = fast_exp2(row_max[m][h] * multiplier - max_scaled);
-        row_max[m][h] = tile_max;
+        row_max[m][h] = new_max[m][h];
         float sum = row_sum[m][h] * correction;
 #pragma unroll
         for (int n = 0; n < kN; ++n)
@@ -108,16 +126,34 @@ struct OnlineSoftmax {
       }
   }
 
+  // Each row's sum of probabilities over this warp's keys (reduced over the lane quad).
+  __device__ __forceinline__ void row_sums(float (&sums)[kM][2]) const {
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) sums[m][h] = quad_sum(row_sum[m][h]);
+  }
+
   // After the last tile: scales o by extra / row_sum (0 for rows that saw no key) and returns
   // each row's natural-log LSE in lse (+inf for rows that saw no key).
   template <int kD>
   __device__ __forceinline__ void finish(AccTile<kM, kD>& o, float multiplier, float extra,
                                          float (&lse)[kM][2]) {
+    float sums[kM][2];
+    row_sums(sums);
+    finish(o, multiplier, extra, lse, sums);
+  }
+
+  // The same with the rows' whole sums given (warps that share rows: the sum of their
+  // row_sums).
+  template <int kD>
+  __device__ __forceinline__ void finish(AccTile<kM, kD>& o, float multiplier, float extra,
+                                         float (&lse)[kM][2], const float (&sums)[kM][2]) {
 #pragma unroll
     for (int m = 0; m < kM; ++m)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const float sum = quad_sum(row_sum[m][h]);
+        const float sum = sums[m][h];
         const bool seen = sum > 0.0f;
         const float inverse = seen ? extra / sum : 0.0f;
         lse[m][h] = seen ? row_max[m][h] * multiplier * 0.69314718055994531f + logf(sum) : INFINITY;

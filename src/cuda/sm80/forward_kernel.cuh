@@ -38,6 +38,18 @@ using cuda::SmemTile;
 // before S = Q K^T and waited for before the softmax, the next K after it, two barriers a
 // step). Taken where it pays (kDoubleBufferPays) and the device's shared memory per SM holds
 // kBlocksPerSm such blocks (sm90).
+// kPairSplit: warps work in pairs on 32 query rows; for S = Q K^T each warp of a pair takes
+// half of the keys, for O += P V half of the head dim, the pair exchanging its row maxima and
+// its halves of P through shared memory (two pair barriers a step). Its warps own two m16
+// tiles, so the next block's copies go after the softmax (at the top: 124 B of spills). One
+// warp on 16 rows over all keys and all of d reads its K and V fragments for 16 rows only: at
+// d256 that bound the kernel on shared-memory bandwidth (ncu on the H200: L1 throughput 77%, FA2's 80%).
+// A pair reads ~28% less per mma (S: 256 B instead of 320, P V: 128 + P's 32 instead of 256).
+// d256 without extras only: its 16 x 256 output rows fill a warp's registers, so rows per warp
+// cannot grow otherwise. FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs).
+#ifndef FLASHATTN_SM80_PAIR_SPLIT
+#define FLASHATTN_SM80_PAIR_SPLIT 1
+#endif
 template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1>
 struct ForwardConfig {
   static constexpr bool kHasCompact = kWidth > 192;
@@ -52,7 +64,12 @@ struct ForwardConfig {
   // 128 keys a step pay for d <= 64 (d64: +6% at 16k) but spill the extras' Philox state.
   static constexpr int kBlockN = FLASHATTN_SM80_TUNED(N, kWidth <= 64 && !kExtras ? 128 : 64);
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
-  static constexpr int kMTiles = kBlockM / (16 * kWarps);  // m16 tiles per warp
+  static constexpr bool kPairSplit =
+      FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras && !kCompact && kWarps % 2 == 0;
+  static constexpr int kRowGroups = kPairSplit ? kWarps / 2 : kWarps;  // warps (pairs) on rows
+  static constexpr int kMTiles = kBlockM / (16 * kRowGroups);  // m16 tiles per warp
+  static constexpr int kWarpKeys = kPairSplit ? kBlockN / 2 : kBlockN;  // a warp's keys of S
+  static constexpr int kWarpDims = kPairSplit ? kWidth / 2 : kWidth;   // a warp's columns of O
   static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, true);
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
 #undef FLASHATTN_SM80_TUNED
@@ -64,13 +81,17 @@ struct ForwardConfig {
   // Where two buffers paid on the H100 (bench/NOTES.md, forward v8): d <= 64 (+5-7% at 4k-16k)
   // and one m16 tile per warp (d192 / d256: even, one barrier less); at d96 / d128 one buffer
   // measured 2-3% faster in two runs, so those keep it on every device.
-  static constexpr bool kDoubleBufferPays = kWidth <= 64 || kMTiles == 1;
+  static constexpr bool kDoubleBufferPays = kWidth <= 64 || kMTiles == 1 || kPairSplit;
   // Blocks per SM that the registers allow (255 per thread): two of 4 warps, one of 8.
   static constexpr int kBlocksPerSm = kWarps == 4 ? 2 : 1;
 
   using QTile = SmemTile<kBlockM, kWidth>;
   using KvTile = SmemTile<kBlockN, kWidth>;
-  static constexpr int kSmemBytes = QTile::kBytes + 2 * kKvStages * KvTile::kBytes;
+  using PTile = SmemTile<kBlockM, kBlockN>;  // a pair's probabilities, bf16 / fp16
+  // A pair's exchange: per row and warp of the pair, a row max (each step), then a row sum.
+  static constexpr int kExchangeBytes = kBlockM * 2 * 4;
+  static constexpr int kSmemBytes = QTile::kBytes + 2 * kKvStages * KvTile::kBytes +
+                                    (kPairSplit ? PTile::kBytes + kExchangeBytes : 0);
   static_assert(kKvStages == 1 || kKvStages == 2, "one or two K/V buffers");
 
   static_assert(kBlockM % (16 * kWarps) == 0, "each warp owns whole m16 tiles");
@@ -85,8 +106,9 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kThreads = Config::kThreads;
   constexpr int kMTiles = Config::kMTiles;
-  constexpr int kNTiles = kBlockN / 8;  // n8 score tiles per warp
-  constexpr int kDTiles = kWidth / 8;   // n8 output tiles per warp
+  constexpr bool kPairSplit = Config::kPairSplit;
+  constexpr int kNTiles = Config::kWarpKeys / 8;  // n8 score tiles per warp
+  constexpr int kDTiles = Config::kWarpDims / 8;  // n8 output tiles per warp
   using QTile = typename Config::QTile;
   using KvTile = typename Config::KvTile;
 
@@ -96,6 +118,8 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
   const uint32_t q_tile = cuda::smem_address(smem);
   const uint32_t k_tile = q_tile + QTile::kBytes;  // stage 0
   const uint32_t v_tile = k_tile + KvTile::kBytes;
+  const uint32_t p_tile = q_tile + QTile::kBytes + kKvStages * kStageBytes;  // kPairSplit only
+  const uint32_t exchange = p_tile + Config::PTile::kBytes;
 
   // With a causal / local mask the last query blocks see the most keys: start them first so
   // that the short ones fill the tail of the grid.
@@ -141,7 +165,11 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
 
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
-  const int warp_row0 = warp * kMTiles * 16;  // first tile row of this warp
+  // With kPairSplit, warps 2i and 2i + 1 share rows; half 0 / 1 takes the first / second half
+  // of each key block for S and of the head dim for O.
+  const int half = kPairSplit ? warp % 2 : 0;
+  const int warp_row0 = (kPairSplit ? warp / 2 : warp) * kMTiles * 16;  // first tile row
+  const int key0 = half * Config::kWarpKeys;  // this warp's first key of a block, for S
   const int g = lane / 4;
   const int t = lane % 4;
 
@@ -160,14 +188,41 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
   const auto q_lanes = QTile::lane_addresses(q_tile, warp_row0 + lane % 16, lane / 16);
   // K and V lanes of the current stage: moved to the other stage after each step (moving one
   // set rather than keeping one per stage saves the registers the d128 kernel spilled).
-  auto k_lanes = KvTile::lane_addresses(k_tile, lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
-  auto v_lanes = KvTile::lane_addresses(v_tile, lane % 16, lane / 16);
+  auto k_lanes =
+      KvTile::lane_addresses(k_tile, key0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  auto v_lanes = KvTile::lane_addresses(v_tile, lane % 16, lane / 16 + half * kDTiles);
   uint32_t stage_bytes = 0;  // offset of the current stage from stage 0
 
   AccTile<kMTiles, kDTiles> o;
   o.zero();
   OnlineSoftmax<kMTiles> softmax;
   softmax.init();
+
+  // kPairSplit: the pair's own barrier, and one value per row folded with the other warp's
+  // through the exchange slots. Each slot is rewritten only after the next pair barrier, by
+  // which time the other warp has read it.
+  auto pair_sync = [&] { cuda::named_barrier_sync<64>(1 + warp / 2); };
+  // fold: the max (take_max) or the sum of the two warps' values.
+  auto pair_exchange = [&](float(&values)[kMTiles][2], bool take_max) {
+    auto slot = [&](int m, int hh, int which) {
+      return exchange + static_cast<uint32_t>(((warp_row0 + m * 16 + g + hh * 8) * 2 + which) * 4);
+    };
+    if (t == 0) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) cuda::st_shared_f32(slot(m, hh, half), values[m][hh]);
+    }
+    pair_sync();
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+      {
+        const float other = cuda::ld_shared_f32(slot(m, hh, 1 - half));
+        values[m][hh] = take_max ? fmaxf(values[m][hh], other) : values[m][hh] + other;
+      }
+  };
 
   for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
     const int n0 = n_block * kBlockN;
@@ -211,7 +266,7 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int row = m0 + warp_row0 + m * 16 + g + (e / 2) * 8;
-            const int col = n0 + n * 8 + 2 * t + e % 2;
+            const int col = n0 + key0 + n * 8 + 2 * t + e % 2;
             const float bias = alibi_bias(alibi_slope, row, col, diagonal);
             s.v[m][n][e] =
                 modified_score(s.v[m][n][e], args.softmax_scale, args.softcap, bias) * kLog2e;
@@ -224,13 +279,13 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
           const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
-          const int first = static_cast<int>(mask.first_col(row)) - n0 - 2 * t;
-          const int last = static_cast<int>(mask.last_col(row)) - n0 - 2 * t;
+          const int first = static_cast<int>(mask.first_col(row)) - n0 - key0 - 2 * t;
+          const int last = static_cast<int>(mask.last_col(row)) - n0 - key0 - 2 * t;
 #pragma unroll
           for (int n = 0; n < kNTiles; ++n)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-              const int col = n * 8 + e;  // relative to n0 + 2t
+              const int col = n * 8 + e;  // relative to n0 + key0 + 2t
               if (col < first || col >= last) s.v[m][n][2 * hh + e] = -INFINITY;
             }
         }
@@ -253,7 +308,15 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
       }
     };
     if constexpr (Config::kEarlyKLoad) load_next_k();
-    softmax.update(s, o, multiplier);
+    if constexpr (kPairSplit) {
+      // The row max over both halves of the block: both warps then scale alike.
+      float new_max[kMTiles][2];
+      softmax.tile_max(s, new_max);
+      pair_exchange(new_max, /*take_max=*/true);
+      softmax.apply(s, o, multiplier, new_max);
+    } else {
+      softmax.update(s, o, multiplier);
+    }
 
     if (dropout) {
 #pragma unroll
@@ -263,7 +326,7 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
           const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
 #pragma unroll
           for (int n = 0; n < kNTiles; ++n) {
-            const int col = n0 + n * 8 + 2 * t;  // even: both columns share one Philox call
+            const int col = n0 + key0 + n * 8 + 2 * t;  // even: both share one Philox call
             // Resolved at the use: kept in registers across the loop, the key cost the extras
             // kernels spills; the pointer and the scalars are launch parameters.
             const DropoutKey philox_key =
@@ -287,9 +350,35 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
 
     uint32_t p[kMTiles][kNTiles / 2][4];
     cuda::to_a_fragments<T>(s, p);
+    if constexpr (kPairSplit) {
+      // This warp's half of P to the pair's tile, for the other warp's P V.
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int j = 0; j < kNTiles / 2; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int row = warp_row0 + m * 16 + g + (r % 2) * 8;
+            const int chunk = (key0 + 16 * j) / 8 + r / 2;
+            cuda::st_shared_b32(p_tile + Config::PTile::offset(row, chunk) + 4 * t, p[m][j][r]);
+          }
+    }
     if constexpr (!Config::kEarlyKLoad) load_next_k();
     if constexpr (kKvStages == 2 && !Config::kCopyNextAtTop) load_next_kv();
-    gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes);
+    // V's rows of this warp's keys (kPairSplit: its half of the block; else all of it).
+    gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes.shifted(key0 * 128));
+    if constexpr (kPairSplit) {
+      // The other warp's half of P, then its keys' rows of V.
+      pair_sync();
+      const int other_key0 = Config::kWarpKeys - key0;
+      const auto p_lanes =
+          Config::PTile::lane_addresses(p_tile, warp_row0 + lane % 16, lane / 16 + other_key0 / 8);
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int j = 0; j < kNTiles / 2; ++j) cuda::ldmatrix_x4(p[m][j], p_lanes.at(16 * m, 2 * j));
+      gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes.shifted(other_key0 * 128));
+    }
     if constexpr (kKvStages == 2) {
       const uint32_t to_other = stage_bytes == 0 ? kStageBytes : 0u - kStageBytes;
       stage_bytes += to_other;
@@ -302,8 +391,15 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
   // memory (no other warp reads them) so that the global stores are 16-byte and coalesced.
   float lse[kMTiles][2];
   const float keep_scale = dropout ? 1.0f / (1.0f - args.dropout_p) : 1.0f;
-  softmax.finish(o, multiplier, keep_scale, lse);
-  if (args.lse != nullptr && t == 0) {
+  if constexpr (kPairSplit) {
+    float sums[kMTiles][2];  // each warp's sums cover its half of the keys
+    softmax.row_sums(sums);
+    pair_exchange(sums, /*take_max=*/false);
+    softmax.finish(o, multiplier, keep_scale, lse, sums);
+  } else {
+    softmax.finish(o, multiplier, keep_scale, lse);
+  }
+  if (args.lse != nullptr && t == 0 && half == 0) {
     const int64_t lse_base = lse_offset(args, seq, b, h);
 #pragma unroll
     for (int m = 0; m < kMTiles; ++m)
@@ -323,8 +419,7 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
       for (int hh = 0; hh < 2; ++hh) {
         const int row = warp_row0 + m * 16 + g + hh * 8;
         const uint32_t word = cuda::pack2<T>(o.v[m][d][2 * hh], o.v[m][d][2 * hh + 1]);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(q_tile + QTile::offset(row, d) + 4 * t),
-                     "r"(word));
+        cuda::st_shared_b32(q_tile + QTile::offset(row, d + half * kDTiles) + 4 * t, word);
       }
   __syncthreads();
   T* out_base = static_cast<T*>(args.out) + seq.out_offset;
