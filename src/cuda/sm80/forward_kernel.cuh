@@ -30,7 +30,8 @@ using cuda::SmemTile;
 // kEarlyKLoad issues the next K tile before the softmax rather than before P V, which keeps
 // the copy's registers live across the softmax: it pays only where a warp owns one m16 tile
 // (with two, the d128 kernel spilled and lost 8%). Measured variants are in bench/NOTES.md;
-// FLASHATTN_SM80_TUNE_* (a build flag) overrides one width for such runs (bench/gpu.sh tune).
+// FLASHATTN_SM80_TUNE_* (a build flag) overrides one width's roomy configurations for such runs
+// (bench/gpu.sh tune).
 // kRoomy = false is the compact configuration for devices with less shared memory (sm86 / sm89:
 // 99 KB): it differs only at d256, where FA2 too takes 64 query rows and 4 warps (96 KB).
 // kKvStages = 2 keeps two K/V buffers: the next block's K and V are copied during the whole of
@@ -50,11 +51,15 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
 #define FLASHATTN_SM80_PAIR_SPLIT 1
 #endif
+// The longest seqlen_q at which a banded mask takes the compact tile at d256 (launch_forward).
+#ifndef FLASHATTN_SM80_BANDED_COMPACT_MAX
+#define FLASHATTN_SM80_BANDED_COMPACT_MAX 1024
+#endif
 template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1>
 struct ForwardConfig {
   static constexpr bool kHasCompact = kWidth > 192;
 #if defined(FLASHATTN_SM80_TUNE_WIDTH)
-  static constexpr bool kTuned = kWidth == FLASHATTN_SM80_TUNE_WIDTH;
+  static constexpr bool kTuned = kWidth == FLASHATTN_SM80_TUNE_WIDTH && kRoomy;
 #define FLASHATTN_SM80_TUNED(name, otherwise) (kTuned ? FLASHATTN_SM80_TUNE_##name : (otherwise))
 #else
 #define FLASHATTN_SM80_TUNED(name, otherwise) (otherwise)
@@ -451,13 +456,15 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   int per_sm = 0;
   if (Status status = shared_memory_budget(&budget, &per_sm); !status.ok()) return status;
   if constexpr (Roomy::kHasCompact) {
-    // A causal / local mask at lengths up to 4k gives short blocks of uneven length: there the
+    // A causal / local mask at short lengths gives short blocks of uneven length: there the
     // compact tile (64 rows, 4 warps), two blocks per SM, hides one block's loads and stores
     // behind the other's math. On the H200 (bench/NOTES.md, session 7) it beat the 128-row
-    // kernel at d256 causal s512..4k (+10%, +5%, +3%, +1%) and lost at 16k (-2%) and at every
-    // non-causal length (-1..-3%). Only where two such blocks fit on an SM (not on sm80).
+    // one-warp-per-16-rows kernel at d256 causal s512..4k (+10%, +5%, +3%, +1%); the 128-row
+    // pair-split kernel, 6% faster again, leaves it the shortest lengths only. Only where two
+    // such blocks fit on an SM (not on sm80).
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
-    if (banded && args.seqlen_q <= 4096 && Compact::kSmemBytes <= budget &&
+    if (banded && args.seqlen_q <= FLASHATTN_SM80_BANDED_COMPACT_MAX &&
+        Compact::kSmemBytes <= budget &&
         2 * (Compact::kSmemBytes + kReservedSharedMemoryPerBlock) <= per_sm) {
       return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
     }
