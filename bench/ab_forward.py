@@ -14,7 +14,6 @@ Usage:
 """
 import statistics
 
-import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -45,14 +44,8 @@ def main():
     names = [name for name, _, _ in shims] + ([] if args.no_peers else ["fa2"])
     print(f"{'point':24} " + " ".join(f"{name:>12}" for name in names) +
           "   (TFLOP/s, GPU time; median of rounds)")
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    for case in common.grid(args):
+    for case, sets, out, lse, transposed in common.forward_points(args):
         causal = case["causal"]
-        sets = common.inputs(case, generator)
-        q, k, v, _ = sets[0]
-        out = torch.empty_like(q)
-        lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device="cuda", dtype=torch.float32)
-        transposed = [[x.transpose(1, 2) for x in qkvd[:3]] for qkvd in sets]
         # None: a variant of another tile width, which this build cannot run.
         calls = [None if width is not None and width != tile_width(case["d"]) else
                  (lambda qkv, shim=shim: shim.forward(*qkv[:3], out, lse, causal))
@@ -74,7 +67,7 @@ def main():
         print(f"{name:24} " + " ".join(
             f"{common.tflops(flops, statistics.median(t)):12.1f}" if t else f"{'-':>12}"
             for t in times), flush=True)
-        del sets, q, k, v, out, lse, transposed
+        del sets, out, lse, transposed, calls, inputs
 
 
 if __name__ == "__main__":

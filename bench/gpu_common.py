@@ -148,6 +148,21 @@ def inputs(case, generator):
     return sets
 
 
+def forward_points(args):
+    """Per point of the grid: (case, input sets [b, s, h, d], out and lse buffers for ours, the
+    sets' q, k, v transposed to SDPA's [b, h, s, d]). Same seed, so the same inputs, in every
+    script."""
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    for case in grid(args):
+        sets = inputs(case, generator)
+        q = sets[0][0]
+        out = torch.empty_like(q)
+        lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device="cuda", dtype=torch.float32)
+        transposed = [[x.transpose(1, 2) for x in qkvd[:3]] for qkvd in sets]
+        yield case, sets, out, lse, transposed
+        del sets, q, out, lse, transposed  # before the next point's inputs are made
+
+
 def environment(args):
     return {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(),
             "cudnn": torch.backends.cudnn.version(), "l2_bytes": l2_bytes(),
