@@ -45,6 +45,10 @@ std::vector<AttentionCase> table() {
                               // kernel (shorter banded ones take the compact tile).
                               causal(dense(b16, 1, 4200, 4100, 2, 1, 256)),
                               window(dense(f16, 1, 4500, 4500, 1, 1, 256), 300, 40),
+                              // d256 banded and short: the compact tile (pair-split on sm90).
+                              window(dense(f16, 2, 300, 200, 2, 1, 256), 40, 7),
+                              causal(varlen(b16, {{300, 200}, {0, 50}, {130, 130}, {77, 0}}, 2, 1,
+                                            256)),
                           });
   return rows;
 }

@@ -86,8 +86,25 @@ struct TileCopyPlan {
   static constexpr int kRowsPerPass = kThreads / kLanesPerRow;
   static constexpr int kPasses = kRows / kRowsPerPass;
   static_assert(kThreads % kLanesPerRow == 0 && kRows % kRowsPerPass == 0, "even passes");
-  // Passes of a multiple of 8 rows keep each thread's swizzle phase: a fixed smem step.
+  // Passes of a multiple of 8 rows keep each thread's swizzle phase: a fixed smem step. Passes
+  // of 4 rows (a 256-wide tile copied by 128 threads) alternate between two phases: two bases,
+  // each with a fixed step, instead of the swizzle worked out again for every pass.
   static constexpr bool kFixedStep = kRowsPerPass % 8 == 0;
+  static constexpr bool kTwoPhases = kRowsPerPass == 4;
+
+  // The shared-memory address of this thread's chunk on pass `pass`, from the address of its
+  // first two passes (dst1 is used only with kTwoPhases).
+  template <typename Tile>
+  __device__ __forceinline__ static uint32_t pass_address(uint32_t tile, uint32_t dst0,
+                                                          uint32_t dst1, int pass) {
+    if constexpr (kFixedStep) {
+      return dst0 + pass * kRowsPerPass * 128;
+    } else if constexpr (kTwoPhases) {
+      return (pass % 2 == 0 ? dst0 : dst1) + (pass / 2) * 2 * kRowsPerPass * 128;
+    } else {
+      return tile + Tile::offset(row() + pass * kRowsPerPass, chunk());
+    }
+  }
 
   __device__ __forceinline__ static int row() {
     return static_cast<int>(threadIdx.x) / kLanesPerRow;
@@ -108,6 +125,7 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const 
   const int row0 = Plan::row();
   const int col = chunk * 8;
   const uint32_t dst0 = tile + Tile::offset(row0, chunk);
+  const uint32_t dst1 = Plan::kTwoPhases ? tile + Tile::offset(row0 + Plan::kRowsPerPass, chunk) : 0;
   const T* from = src.base + row0 * src.row_stride + col;
   const int64_t step = Plan::kRowsPerPass * src.row_stride;
   if (src.vectorized && src.rows >= kRows && src.cols == kWidth) {
@@ -116,10 +134,7 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const 
     // the kernels' main loops cost more instructions than the copies themselves.
 #pragma unroll
     for (int pass = 0; pass < Plan::kPasses; ++pass, from += step) {
-      const int row = row0 + pass * Plan::kRowsPerPass;
-      cp_async_16(Plan::kFixedStep ? dst0 + pass * Plan::kRowsPerPass * 128
-                                   : tile + Tile::offset(row, chunk),
-                  from);
+      cp_async_16(Plan::template pass_address<Tile>(tile, dst0, dst1, pass), from);
     }
     return;
   }
@@ -128,8 +143,7 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const 
   for (int pass = 0; pass < Plan::kPasses; ++pass, from += step) {
     const int row = row0 + pass * Plan::kRowsPerPass;
     const int valid = row < src.rows ? valid_cols : 0;
-    const uint32_t dst =
-        Plan::kFixedStep ? dst0 + pass * Plan::kRowsPerPass * 128 : tile + Tile::offset(row, chunk);
+    const uint32_t dst = Plan::template pass_address<Tile>(tile, dst0, dst1, pass);
     if (src.vectorized) {
       cp_async_16(dst, valid > 0 ? from : src.base, valid * 2);
     } else {

@@ -51,11 +51,21 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
 #define FLASHATTN_SM80_PAIR_SPLIT 1
 #endif
-// The longest seqlen_q at which a banded mask takes the compact tile at d256 (launch_forward).
+// The longest seqlen_q at which a banded mask (DENSE: no mask) takes the compact tile at d256
+// (launch_forward); COMPACT_PAIRS=1: that tile with pair-split warps where it fits twice per SM.
 #ifndef FLASHATTN_SM80_BANDED_COMPACT_MAX
 #define FLASHATTN_SM80_BANDED_COMPACT_MAX 1024
 #endif
-template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1>
+#ifndef FLASHATTN_SM80_DENSE_COMPACT_MAX
+#define FLASHATTN_SM80_DENSE_COMPACT_MAX 0
+#endif
+#ifndef FLASHATTN_SM80_COMPACT_PAIRS
+#define FLASHATTN_SM80_COMPACT_PAIRS 1
+#endif
+// kCompactPairs: the compact tile with pair-split warps (104.5 KB at d256: more than sm86's 99 KB,
+// so a configuration of its own beside the plain compact one).
+template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1,
+          bool kCompactPairs = false>
 struct ForwardConfig {
   static constexpr bool kHasCompact = kWidth > 192;
 #if defined(FLASHATTN_SM80_TUNE_WIDTH)
@@ -69,8 +79,8 @@ struct ForwardConfig {
   // 128 keys a step pay for d <= 64 (d64: +6% at 16k) but spill the extras' Philox state.
   static constexpr int kBlockN = FLASHATTN_SM80_TUNED(N, kWidth <= 64 && !kExtras ? 128 : 64);
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
-  static constexpr bool kPairSplit =
-      FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras && !kCompact && kWarps % 2 == 0;
+  static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras &&
+                                     (!kCompact || kCompactPairs) && kWarps % 2 == 0;
   static constexpr int kRowGroups = kPairSplit ? kWarps / 2 : kWarps;  // warps (pairs) on rows
   static constexpr int kMTiles = kBlockM / (16 * kRowGroups);  // m16 tiles per warp
   static constexpr int kWarpKeys = kPairSplit ? kBlockN / 2 : kBlockN;  // a warp's keys of S
@@ -103,10 +113,11 @@ struct ForwardConfig {
   static_assert(kBlockN % 16 == 0 && kWidth % 16 == 0, "k16 steps");
 };
 
-template <typename T, int kWidth, bool kExtras, bool kRoomy, int kKvStages>
-__global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStages>::kThreads, 1)
+template <typename T, int kWidth, bool kExtras, bool kRoomy, int kKvStages, bool kCompactPairs>
+__global__ void __launch_bounds__(
+    ForwardConfig<kWidth, kExtras, kRoomy, kKvStages, kCompactPairs>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardKernelArgs args) {
-  using Config = ForwardConfig<kWidth, kExtras, kRoomy, kKvStages>;
+  using Config = ForwardConfig<kWidth, kExtras, kRoomy, kKvStages, kCompactPairs>;
   constexpr int kBlockM = Config::kBlockM;
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kThreads = Config::kThreads;
@@ -433,13 +444,15 @@ __global__ void __launch_bounds__(ForwardConfig<kWidth, kExtras, kRoomy, kKvStag
                             seq.len_q - m0, args.head_dim_v, args.vectorized_out});
 }
 
-template <DType kDType, int kWidth, bool kExtras, bool kRoomy, int kKvStages = 1>
+template <DType kDType, int kWidth, bool kExtras, bool kRoomy, int kKvStages = 1,
+          bool kCompactPairs = false>
 Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream) {
-  using Config = ForwardConfig<kWidth, kExtras, kRoomy, kKvStages>;
+  using Config = ForwardConfig<kWidth, kExtras, kRoomy, kKvStages, kCompactPairs>;
   using T = typename ElementOf<kDType>::type;
   const dim3 grid((args.seqlen_q + Config::kBlockM - 1) / Config::kBlockM, args.batch,
                   args.heads_q);
-  return launch_with_shared_memory<&forward_kernel<T, kWidth, kExtras, kRoomy, kKvStages>>(
+  return launch_with_shared_memory<
+      &forward_kernel<T, kWidth, kExtras, kRoomy, kKvStages, kCompactPairs>>(
       grid, Config::kThreads, Config::kSmemBytes, stream, args, "cuda forward");
 }
 
@@ -452,6 +465,7 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Double = ForwardConfig<kWidth, kExtras, true, 2>;
   using Roomy = ForwardConfig<kWidth, kExtras, true>;
   using Compact = ForwardConfig<kWidth, kExtras, false>;
+  using CompactPairs = ForwardConfig<kWidth, kExtras, false, 1, true>;
   int budget = 0;
   int per_sm = 0;
   if (Status status = shared_memory_budget(&budget, &per_sm); !status.ok()) return status;
@@ -463,9 +477,17 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
     // pair-split kernel, 6% faster again, leaves it the shortest lengths only. Only where two
     // such blocks fit on an SM (not on sm80).
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
-    if (banded && args.seqlen_q <= FLASHATTN_SM80_BANDED_COMPACT_MAX &&
-        Compact::kSmemBytes <= budget &&
-        2 * (Compact::kSmemBytes + kReservedSharedMemoryPerBlock) <= per_sm) {
+    const bool short_rows = args.seqlen_q <= (banded ? FLASHATTN_SM80_BANDED_COMPACT_MAX
+                                                     : FLASHATTN_SM80_DENSE_COMPACT_MAX);
+    auto twice_per_sm = [&](int bytes) {
+      return bytes <= budget && 2 * (bytes + kReservedSharedMemoryPerBlock) <= per_sm;
+    };
+    if constexpr (FLASHATTN_SM80_COMPACT_PAIRS && CompactPairs::kPairSplit) {
+      if (short_rows && twice_per_sm(CompactPairs::kSmemBytes)) {
+        return launch_forward_config<kDType, kWidth, kExtras, false, 1, true>(args, stream);
+      }
+    }
+    if (short_rows && twice_per_sm(Compact::kSmemBytes)) {
       return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
     }
   }
