@@ -54,7 +54,7 @@ using cuda::SmemTile;
 // The longest seqlen_q at which a banded mask (DENSE: no mask) takes the compact tile at d256
 // (launch_forward); COMPACT_PAIRS=1: that tile with pair-split warps where it fits twice per SM.
 #ifndef FLASHATTN_SM80_BANDED_COMPACT_MAX
-#define FLASHATTN_SM80_BANDED_COMPACT_MAX 1024
+#define FLASHATTN_SM80_BANDED_COMPACT_MAX 4096
 #endif
 #ifndef FLASHATTN_SM80_DENSE_COMPACT_MAX
 #define FLASHATTN_SM80_DENSE_COMPACT_MAX 0
@@ -472,10 +472,11 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   if constexpr (Roomy::kHasCompact) {
     // A causal / local mask at short lengths gives short blocks of uneven length: there the
     // compact tile (64 rows, 4 warps), two blocks per SM, hides one block's loads and stores
-    // behind the other's math. On the H200 (bench/NOTES.md, session 7) it beat the 128-row
-    // one-warp-per-16-rows kernel at d256 causal s512..4k (+10%, +5%, +3%, +1%); the 128-row
-    // pair-split kernel, 6% faster again, leaves it the shortest lengths only. Only where two
-    // such blocks fit on an SM (not on sm80).
+    // behind the other's math. On the H200 (bench/NOTES.md, session 7), with pair-split warps,
+    // it beat the 128-row pair-split kernel at d256 causal s512..4k (+0/+4/+6/+3%; 8k and
+    // beyond not measured) and tied it without a mask at s512 / s1k (so DENSE stays 0). Only
+    // where two such blocks fit on an SM (not on sm80); without room for the pair's P tile
+    // (sm86: 99 KB), the plain compact tile.
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
     const bool short_rows = args.seqlen_q <= (banded ? FLASHATTN_SM80_BANDED_COMPACT_MAX
                                                      : FLASHATTN_SM80_DENSE_COMPACT_MAX);
