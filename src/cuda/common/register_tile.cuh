@@ -84,7 +84,8 @@ struct OnlineSoftmax {
   // running max folded with s's row maxima (reduced over the lane quad), which the caller may
   // fold further with the other warps' before apply.
   template <int kN>
-  __device__ __forceinline__ void tile_max(const AccTile<kM, kN>& s, float (&new_max)[kM][2]) const {
+  __device__ __forceinline__ void tile_max(const AccTile<kM, kN>& s,
+                                           float (&new_max)[kM][2]) const {
 #pragma unroll
     for (int m = 0; m < kM; ++m)
 #pragma unroll

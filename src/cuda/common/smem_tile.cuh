@@ -125,7 +125,8 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const 
   const int row0 = Plan::row();
   const int col = chunk * 8;
   const uint32_t dst0 = tile + Tile::offset(row0, chunk);
-  const uint32_t dst1 = Plan::kTwoPhases ? tile + Tile::offset(row0 + Plan::kRowsPerPass, chunk) : 0;
+  const uint32_t dst1 =
+      Plan::kTwoPhases ? tile + Tile::offset(row0 + Plan::kRowsPerPass, chunk) : 0;
   const T* from = src.base + row0 * src.row_stride + col;
   const int64_t step = Plan::kRowsPerPass * src.row_stride;
   if (src.vectorized && src.rows >= kRows && src.cols == kWidth) {

@@ -44,8 +44,9 @@ using cuda::SmemTile;
 // its halves of P through shared memory (two pair barriers a step). Its warps own two m16
 // tiles, so the next block's copies go after the softmax (at the top: 124 B of spills). One
 // warp on 16 rows over all keys and all of d reads its K and V fragments for 16 rows only: at
-// d256 that bound the kernel on shared-memory bandwidth (ncu on the H200: L1 throughput 77%, FA2's 80%).
-// A pair reads ~28% less per mma (S: 256 B instead of 320, P V: 128 + P's 32 instead of 256).
+// d256 that bound the kernel on shared-memory bandwidth (ncu on the H200: L1 throughput 77%,
+// FA2's 80%). A pair reads ~28% less per mma (S: 256 B instead of 320, P V: 128 + P's 32
+// instead of 256).
 // d256 without extras only: its 16 x 256 output rows fill a warp's registers, so rows per warp
 // cannot grow otherwise. FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs).
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
@@ -81,10 +82,10 @@ struct ForwardConfig {
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
   static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras &&
                                      (!kCompact || kCompactPairs) && kWarps % 2 == 0;
-  static constexpr int kRowGroups = kPairSplit ? kWarps / 2 : kWarps;  // warps (pairs) on rows
-  static constexpr int kMTiles = kBlockM / (16 * kRowGroups);  // m16 tiles per warp
+  static constexpr int kRowGroups = kPairSplit ? kWarps / 2 : kWarps;   // warps (pairs) on rows
+  static constexpr int kMTiles = kBlockM / (16 * kRowGroups);           // m16 tiles per warp
   static constexpr int kWarpKeys = kPairSplit ? kBlockN / 2 : kBlockN;  // a warp's keys of S
-  static constexpr int kWarpDims = kPairSplit ? kWidth / 2 : kWidth;   // a warp's columns of O
+  static constexpr int kWarpDims = kPairSplit ? kWidth / 2 : kWidth;    // a warp's columns of O
   static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, true);
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
 #undef FLASHATTN_SM80_TUNED
@@ -204,8 +205,7 @@ __global__ void __launch_bounds__(
   const auto q_lanes = QTile::lane_addresses(q_tile, warp_row0 + lane % 16, lane / 16);
   // K and V lanes of the current stage: moved to the other stage after each step (moving one
   // set rather than keeping one per stage saves the registers the d128 kernel spilled).
-  auto k_lanes =
-      KvTile::lane_addresses(k_tile, key0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  auto k_lanes = KvTile::lane_addresses(k_tile, key0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
   auto v_lanes = KvTile::lane_addresses(v_tile, lane % 16, lane / 16 + half * kDTiles);
   uint32_t stage_bytes = 0;  // offset of the current stage from stage 0
 
@@ -233,8 +233,7 @@ __global__ void __launch_bounds__(
 #pragma unroll
     for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh)
-      {
+      for (int hh = 0; hh < 2; ++hh) {
         const float other = cuda::ld_shared_f32(slot(m, hh, 1 - half));
         values[m][hh] = take_max ? fmaxf(values[m][hh], other) : values[m][hh] + other;
       }
