@@ -111,6 +111,7 @@ std::vector<AttentionCase> small_rows() {
       dense(b16, 1, 77, 77, 1, 1, 192),
       dense(f16, 1, 45, 130, 1, 1, 256),
       causal(dense(b16, 1, 130, 77, 2, 1, 256)),  // d256 masked, rows that see no key, GQA
+      causal(dense(f16, 1, 77, 150, 2, 1, 231)),  // tile width 256, unaligned rows
       dense(b16, 2, 77, 45, 4, 1, 33),            // odd head dim: unaligned rows, scalar copies
       value_dim(dense(f16, 1, 45, 77, 2, 1, 64), 96),
       causal(dense(b16, 1, 130, 45, 2, 2, 64)),  // rows that see no key
