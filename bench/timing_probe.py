@@ -33,12 +33,10 @@ def host_us(fn, calls=20):
     return statistics.median(times)
 
 
-def probe(case, ours, generator, args):
+def probe(case, ours, sets, out, lse, transposed, args):
     causal = case["causal"]
-    q, k, v, _ = common.inputs(case, generator)[0]
-    out = torch.empty_like(q)
-    lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device="cuda", dtype=torch.float32)
-    qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+    q, k, v, _ = sets[0]
+    qt, kt, vt = transposed[0]
     flops = common.forward_flops(case)
     callers = (("ours", lambda: ours.forward(q, k, v, out, lse, causal)),
                ("fa2", lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)))
@@ -57,12 +55,11 @@ def main():
     args = common.parse_args(__doc__, iters=20, warmup=3, extra=lambda p: p.add_argument(
         "--rounds", type=int, default=2))
     ours = common.Ours(args.lib)
-    generator = torch.Generator(device="cuda").manual_seed(0)
     print(f"{'point':24} {'who':5} {'single':>7} {'hidden':>7} {'pipe':>7} {'host_us':>8}"
           "   (TFLOP/s; host in us)")
-    for case in common.grid(args):
+    for case, sets, out, lse, transposed in common.forward_points(args):
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):  # ours ignores it
-            probe(case, ours, generator, args)
+            probe(case, ours, sets, out, lse, transposed, args)
 
 
 if __name__ == "__main__":

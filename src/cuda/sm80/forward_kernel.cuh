@@ -95,8 +95,9 @@ struct ForwardConfig {
   // overlap the score tile's and ptxas spilled 56-88 B, so it goes after the softmax.
   static constexpr bool kCopyNextAtTop = kMTiles == 1;
   // Where two buffers paid on the H100 (bench/NOTES.md, forward v8): d <= 64 (+5-7% at 4k-16k)
-  // and one m16 tile per warp (d192 / d256: even, one barrier less); at d96 / d128 one buffer
-  // measured 2-3% faster in two runs, so those keep it on every device.
+  // and one m16 tile per warp (d192 / d256: even, one barrier less), and pair-split warps (d256,
+  // kept from the one-warp-per-16-rows kernel; one buffer not measured for them); at d96 / d128
+  // one buffer measured 2-3% faster in two runs, so those keep it on every device.
   static constexpr bool kDoubleBufferPays = kWidth <= 64 || kMTiles == 1 || kPairSplit;
   // Blocks per SM that the registers allow (255 per thread): two of 4 warps, one of 8.
   static constexpr int kBlocksPerSm = kWarps == 4 ? 2 : 1;
