@@ -38,6 +38,9 @@
 #   NCU_DIMS=128 NCU_SEQLENS=4096           step "ncu": the forward's ncu look (ours and FA2)
 #   PROFILES="backward:128:4096:0"          step "profile": bench/profile_kernel.sh (SOURCE=1) per
 #                                           entry direction:head_dim:seqlen:causal
+#   TUNE_BWD_VARIANTS="name@128:-DFLAG=1+-DOTHER=0 ..."  step "tune_backward": backward variants
+#                                           of one width each (nvcc flags joined by +), timed
+#                                           with the default and FA2 (bench/ab_backward.py)
 #   TUNE_VARIANTS="128:128:64:4:0:0 ..."    step "tune": width:block_m:block_n:warps:prefetch:early_k
 #                                           [:nvcc flags joined by +] schedules of one width,
 #                                           each built beside the default library into its own
@@ -316,6 +319,57 @@ step_tune() {
   fi
   note "tune: $(echo $TUNE_VARIANTS | wc -w) variants ($OUT/tune.log)"
   cat "$OUT/tune.log"
+}
+
+step_tune_backward() {
+  # Each variant name@width:flags (flags joined by +): the backward instances of that width
+  # rebuilt with the flags, a backend that knows only that width, linked ahead of the default
+  # library into its own shim; all timed with the default and FA2 interleaved in one process
+  # (bench/ab_backward.py: TUNE_SEQLENS, TUNE_ARGS).
+  local dir="$BUILD/tune_backward" jobs=()
+  mkdir -p "$dir"
+  : > "$OUT/tune_backward.log"
+  for variant in $TUNE_BWD_VARIANTS; do
+    local spec=${variant%%:*} extra=${variant#*:}
+    local name=${spec%@*} width=${spec#*@}
+    mkdir -p "$dir/$name"
+    printf 'FLASHATTN_FORWARD_INSTANCE(bf16, %s)\nFLASHATTN_BACKWARD_INSTANCE(bf16, %s)\n' \
+      "$width" "$width" > "$dir/$name/flashattn_cuda_instances.inc"
+    (
+      for variant_kind in plain extras; do
+        nvcc -O3 -std=c++17 -Xcompiler=-fPIC -gencode=arch=compute_90,code=sm_90 -Iinclude -Isrc \
+          ${extra//+/ } -Xptxas=-v -c "src/cuda/instances/backward_bf16_w${width}_${variant_kind}.cu" \
+          -o "$dir/$name/$variant_kind.o" 2> "$dir/$name/$variant_kind.ptxas" &
+      done
+      g++ -O2 -fPIC -std=c++20 -DFLASHATTN_WITH_CUDA=1 -Iinclude -Isrc -I"$dir/$name" \
+        -I/usr/local/cuda/include -c src/cuda/sm80/backend.cpp -o "$dir/$name/backend.o" &&
+      wait &&
+      g++ -O2 -shared -fPIC -fopenmp -std=c++20 -Iinclude bench/gpu_shim.cpp "$dir/$name"/*.o \
+        "$BUILD/libflashattn.a" -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread \
+        -o "$dir/$name/libshim.so"
+    ) > "$dir/$name/build.log" 2>&1 &
+    jobs+=("$name:$width")
+  done
+  wait
+  local shims=() widths=""
+  for job in "${jobs[@]}"; do
+    local name=${job%%:*} width=${job##*:}
+    echo "== $name@$width $(grep -h -E 'bytes stack frame' "$dir/$name/plain.ptxas" | tr '\n' ' ')" \
+      >> "$OUT/tune_backward.log"
+    if [[ ! -f "$dir/$name/libshim.so" ]]; then
+      tail -5 "$dir/$name/build.log" "$dir/$name/plain.ptxas" >> "$OUT/tune_backward.log"; continue
+    fi
+    shims+=("$name@$width=$(realpath "$dir/$name/libshim.so")")
+    [[ ",$widths," == *",$width,"* ]] || widths+="${widths:+,}$width"
+  done
+  if [[ ${#shims[@]} -gt 0 ]]; then
+    (lib=$(realpath "$BUILD/libflashattn_bench.so") && cd bench && PYTHONUNBUFFERED=1 \
+      timeout "$(step_timeout 400)" python3 ab_backward.py --lib "$lib" --variants "${shims[@]}" \
+      --dtypes bf16 --dims "$widths" --seqlens "${TUNE_SEQLENS:-1024,4096,16384}" \
+      ${TUNE_ARGS:-}) >> "$OUT/tune_backward.log" 2>&1
+  fi
+  note "tune_backward: $(echo $TUNE_BWD_VARIANTS | wc -w) variants ($OUT/tune_backward.log)"
+  cat "$OUT/tune_backward.log"
 }
 
 for step in $STEPS; do "step_$step"; done

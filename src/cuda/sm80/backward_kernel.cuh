@@ -125,6 +125,18 @@ __device__ __forceinline__ int first_block_where(int count, const Predicate& hol
   return low;
 }
 
+// Plain kernels compute P and store it before dP = dO V^T (FA2's order) rather than both
+// products first; a build flag for A/B runs.
+#ifndef FLASHATTN_SM80_BWD_P_FIRST
+#define FLASHATTN_SM80_BWD_P_FIRST 1
+#endif
+inline constexpr bool kBackwardProbabilitiesFirst = FLASHATTN_SM80_BWD_P_FIRST != 0;
+// dQ added in 16-byte reductions after a lane-pair exchange (sm90's red.v4.f32) rather than
+// 8-byte ones; a build flag for A/B runs.
+#ifndef FLASHATTN_SM80_BWD_DQ_QUADS
+#define FLASHATTN_SM80_BWD_DQ_QUADS 0
+#endif
+
 template <typename T, int kWidth, bool kExtras, bool kRoomy>
 __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     backward_kernel(const __grid_constant__ BackwardKernelArgs args) {
@@ -140,6 +152,12 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   using QTile = typename Config::QTile;
   using ScoreTile = typename Config::ScoreTile;
   constexpr float kLog2e = 1.4426950408889634f;
+  constexpr bool kProbabilitiesFirst = !kExtras && kBackwardProbabilitiesFirst;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr bool kDqQuads = FLASHATTN_SM80_BWD_DQ_QUADS != 0;
+#else
+  constexpr bool kDqQuads = false;
+#endif
   const ForwardKernelArgs& a = args.attention;
 
   extern __shared__ __align__(128) unsigned char smem[];
@@ -305,16 +323,16 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     }
 
     // ---- Phase 1: S = Q K^T and dP = dO V^T on this warp's queries x keys.
+    const auto sdp_q_lanes = q_lanes_a.shifted(stage_bytes);
+    const auto sdp_do_lanes = q_lanes_a.shifted(stage_bytes + kDoFromQ);
+    const auto sdp_v_lanes = k_lanes_b.shifted(kVFromK);
     AccTile<Sdp::kMTiles, 2 * Sdp::kPairs> s;
     AccTile<Sdp::kMTiles, 2 * Sdp::kPairs> dp;
     s.zero();
     dp.zero();
-    {
-      const auto q_lanes = q_lanes_a.shifted(stage_bytes);
-      const auto do_lanes = q_lanes_a.shifted(stage_bytes + kDoFromQ);
-      const auto v_lanes = k_lanes_b.shifted(kVFromK);
-      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(q_lanes), b_rows(k_lanes_b));
-      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(do_lanes), b_rows(v_lanes));
+    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(sdp_q_lanes), b_rows(k_lanes_b));
+    if constexpr (!kProbabilitiesFirst) {
+      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(sdp_do_lanes), b_rows(sdp_v_lanes));
     }
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
@@ -327,6 +345,37 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       if (a.alibi_slopes != nullptr) alibi_slope = a.alibi_slopes[b * a.alibi_batch_stride + h];
     }
     const int key0 = n0 + sdp_col0 + 2 * t;  // key of element (n = 0, e = 0)
+    // Visible keys key0 + [*first, *last) of a query: its band, empty past the sequence.
+    auto visible_keys = [&](int query, int* first, int* last) {
+      const bool in_sequence = query < seq.len_q;
+      *first = in_sequence ? static_cast<int>(mask.first_col(query)) - key0 : 0;
+      *last = in_sequence ? static_cast<int>(mask.last_col(query)) - key0 : 0;
+    };
+    // P = exp2(S * scale - LSE) in place (plain kernels: no modifiers, no dropout). Compiled
+    // twice, as below.
+    auto probabilities = [&](auto masked) {
+      constexpr bool kMasked = decltype(masked)::value;
+#pragma unroll
+      for (int m = 0; m < Sdp::kMTiles; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int row = sdp_row0 + 16 * m + g + 8 * hh;
+          const float lse = lse_stage[row];
+          int first = 0;
+          int last = 2 * kBlockN;
+          if (kMasked) visible_keys(m0 + row, &first, &last);
+#pragma unroll
+          for (int n = 0; n < 2 * Sdp::kPairs; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int col = 8 * n + e;  // relative to key0
+              float& slot = s.v[m][n][2 * hh + e];
+              const float x = kMasked && (col < first || col >= last) ? -INFINITY
+                                                                      : slot * scale_log2;
+              slot = cuda::fast_exp2(x - lse);
+            }
+        }
+    };
     // Compiled twice: blocks off the mask's boundary skip the per-element test entirely.
     auto probabilities_and_gradients = [&](auto masked) {
       constexpr bool kMasked = decltype(masked)::value;
@@ -338,14 +387,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
           const int query = m0 + row;
           const float lse = lse_stage[row];
           const float delta = delta_stage[row];
-          // Visible keys key0 + [first, last): the row's band, empty past the sequence.
           int first = 0;
           int last = 2 * kBlockN;
-          if (kMasked) {
-            const bool in_sequence = query < seq.len_q;
-            first = in_sequence ? static_cast<int>(mask.first_col(query)) - key0 : 0;
-            last = in_sequence ? static_cast<int>(mask.last_col(query)) - key0 : 0;
-          }
+          if (kMasked) visible_keys(query, &first, &last);
 #pragma unroll
           for (int n = 0; n < 2 * Sdp::kPairs; ++n) {
             Philox4 words{};
@@ -390,24 +434,53 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
           }
         }
     };
-    if (needs_mask) {
-      probabilities_and_gradients(std::true_type{});
-    } else {
-      probabilities_and_gradients(std::false_type{});
-    }
+    // One accumulator tile into a score tile of shared memory, packed to T.
+    auto store_scores = [&](uint32_t tile, const AccTile<Sdp::kMTiles, 2 * Sdp::kPairs>& acc) {
 #pragma unroll
-    for (int m = 0; m < Sdp::kMTiles; ++m)
+      for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
-      for (int n = 0; n < 2 * Sdp::kPairs; ++n)
+        for (int n = 0; n < 2 * Sdp::kPairs; ++n)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh) {
+            const uint32_t offset =
+                ScoreTile::offset(sdp_row0 + 16 * m + g + 8 * hh, sdp_col0 / 8 + n) + 4 * t;
+            cuda::st_shared_b32(tile + offset,
+                                cuda::pack2<T>(acc.v[m][n][2 * hh], acc.v[m][n][2 * hh + 1]));
+          }
+    };
+    if constexpr (kProbabilitiesFirst) {
+      // P first, stored while dP = dO V^T runs (the exponentials overlap the tensor cores),
+      // then dS = P (dP - delta): FA2's order. Plain kernels only: the score modifiers'
+      // derivative would need the raw scores kept beside P.
+      if (needs_mask) {
+        probabilities(std::true_type{});
+      } else {
+        probabilities(std::false_type{});
+      }
+      store_scores(p_tile, s);
+      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(sdp_do_lanes), b_rows(sdp_v_lanes));
+#pragma unroll
+      for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
-          const uint32_t offset =
-              ScoreTile::offset(sdp_row0 + 16 * m + g + 8 * hh, sdp_col0 / 8 + n) + 4 * t;
-          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(p_tile + offset),
-                       "r"(cuda::pack2<T>(s.v[m][n][2 * hh], s.v[m][n][2 * hh + 1])));
-          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(ds_tile + offset),
-                       "r"(cuda::pack2<T>(dp.v[m][n][2 * hh], dp.v[m][n][2 * hh + 1])));
+          const float delta = delta_stage[sdp_row0 + 16 * m + g + 8 * hh];
+#pragma unroll
+          for (int n = 0; n < 2 * Sdp::kPairs; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              float& grad = dp.v[m][n][2 * hh + e];
+              grad = s.v[m][n][2 * hh + e] * (grad - delta);
+            }
         }
+    } else {
+      if (needs_mask) {
+        probabilities_and_gradients(std::true_type{});
+      } else {
+        probabilities_and_gradients(std::false_type{});
+      }
+      store_scores(p_tile, s);
+    }
+    store_scores(ds_tile, dp);
     __syncthreads();  // P and dS complete in shared memory
 
     // ---- Phase 2: dV += P~^T dO and dK += dS^T Q on this warp's keys x head dim.
@@ -446,19 +519,45 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       }
       float* dq_rows = args.dq_accum +
                        (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
+      if constexpr (kDqQuads) {
+        // Lanes t and t ^ 1 trade halves so that each holds four adjacent columns of one row
+        // (even t: row g, its two and the partner's; odd t: row g + 8): one 16-byte
+        // reduction where there were two of 8 bytes.
+        const bool odd = (t & 1) != 0;
 #pragma unroll
-      for (int m = 0; m < Dq::kMTiles; ++m)
+        for (int m = 0; m < Dq::kMTiles; ++m) {
+          const int row = dq_row0 + 16 * m + g + (odd ? 8 : 0);
+          const bool in_sequence = m0 + row < seq.len_q;
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int row = dq_row0 + 16 * m + g + 8 * hh;
-          if (m0 + row < seq.len_q) {
-#pragma unroll
-            for (int n = 0; n < 2 * Dq::kPairs; ++n) {
-              cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t,
-                                  dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
+          for (int n = 0; n < 2 * Dq::kPairs; ++n) {
+            const float* v = dq.v[m][n];
+            const float got0 = __shfl_xor_sync(0xffffffffu, odd ? v[0] : v[2], 1);
+            const float got1 = __shfl_xor_sync(0xffffffffu, odd ? v[1] : v[3], 1);
+            float* target = dq_rows + row * args.dq_accum_width + 8 * n + 2 * (t & ~1);
+            if (in_sequence) {
+              if (odd) {
+                cuda::red_add_f32x4(target, got0, got1, v[2], v[3]);
+              } else {
+                cuda::red_add_f32x4(target, v[0], v[1], got0, got1);
+              }
             }
           }
         }
+      } else {
+#pragma unroll
+        for (int m = 0; m < Dq::kMTiles; ++m)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh) {
+            const int row = dq_row0 + 16 * m + g + 8 * hh;
+            if (m0 + row < seq.len_q) {
+#pragma unroll
+              for (int n = 0; n < 2 * Dq::kPairs; ++n) {
+                cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t,
+                                    dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
+              }
+            }
+          }
+      }
       if (semaphore != nullptr) {
         __syncwarp();  // the warp's adds, then the release that publishes them
         if (lane == 0) cuda::add_release(semaphore, 1);
