@@ -136,6 +136,12 @@ inline constexpr bool kBackwardProbabilitiesFirst = FLASHATTN_SM80_BWD_P_FIRST !
 #ifndef FLASHATTN_SM80_BWD_DQ_QUADS
 #define FLASHATTN_SM80_BWD_DQ_QUADS 0
 #endif
+// dQ = dS K computed before dV and dK, its adds spread among their steps; a build flag for
+// A/B runs.
+#ifndef FLASHATTN_SM80_BWD_DQ_SPREAD
+#define FLASHATTN_SM80_BWD_DQ_SPREAD 0
+#endif
+inline constexpr bool kBackwardDqSpread = FLASHATTN_SM80_BWD_DQ_SPREAD != 0;
 
 template <typename T, int kWidth, bool kExtras, bool kRoomy>
 __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
@@ -153,6 +159,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   using ScoreTile = typename Config::ScoreTile;
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr bool kProbabilitiesFirst = !kExtras && kBackwardProbabilitiesFirst;
+  constexpr bool kDqSpread = kBackwardDqSpread;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   constexpr bool kDqQuads = FLASHATTN_SM80_BWD_DQ_QUADS != 0;
 #else
@@ -483,29 +490,20 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     store_scores(ds_tile, dp);
     __syncthreads();  // P and dS complete in shared memory
 
-    // ---- Phase 2: dV += P~^T dO and dK += dS^T Q on this warp's keys x head dim.
-    {
-      const auto ds_lanes = p_lanes_at.shifted(kDsFromP);
-      const auto q_lanes = q_lanes_bt.shifted(stage_bytes);
-      const auto do_lanes = q_lanes_bt.shifted(stage_bytes + kDoFromQ);
-      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),
-                                                            b_columns(do_lanes));
-      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes),
-                                                            b_columns(q_lanes));
-    }
-
-    // ---- Phase 3: dQ = dS K on this warp's queries x head dim, added to the workspace.
-    {
-      AccTile<Dq::kMTiles, 2 * Dq::kPairs> dq;
-      dq.zero();
-      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
-                                                          b_columns(k_lanes_bt));
-      // Deterministic: key blocks add to this query block one at a time, highest first. The
-      // semaphore counts warps done: a warp waits until every warp of the key blocks before
-      // its own has added (warps own disjoint dQ elements, so each element's adds come in
-      // key-block order), and counts itself as soon as its own adds are out, without waiting
-      // for the block's next barrier.
-      int* semaphore = nullptr;
+    // ---- Phases 2 and 3: dV += P~^T dO and dK += dS^T Q on this warp's keys x head dim;
+    // dQ = dS K on this warp's queries x head dim, added to the workspace.
+    const auto ds_lanes_at = p_lanes_at.shifted(kDsFromP);
+    const auto dkv_q_lanes = q_lanes_bt.shifted(stage_bytes);
+    const auto dkv_do_lanes = q_lanes_bt.shifted(stage_bytes + kDoFromQ);
+    constexpr int kDkvSteps = (kBlockM / 16) * Dkv::kPairs;  // warp_gemm steps of dV (and dK)
+    AccTile<Dq::kMTiles, 2 * Dq::kPairs> dq;  // zeroed right before its product
+    // Deterministic: key blocks add to this query block one at a time, highest first. The
+    // semaphore counts warps done: a warp waits until every warp of the key blocks before
+    // its own has added (warps own disjoint dQ elements, so each element's adds come in
+    // key-block order), and counts itself as soon as its own adds are out, without waiting
+    // for the block's next barrier.
+    int* semaphore = nullptr;
+    auto wait_turn = [&] {
       if (args.semaphores != nullptr) {
         int first, last;
         key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
@@ -517,8 +515,65 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         }
         __syncwarp();
       }
-      float* dq_rows = args.dq_accum +
-                       (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
+    };
+    auto release_turn = [&] {
+      if (semaphore != nullptr) {
+        __syncwarp();  // the warp's adds, then the release that publishes them
+        if (lane == 0) cuda::add_release(semaphore, 1);
+      }
+    };
+    // This query tile's rows of the workspace, from this warp's first column (worked out only
+    // once dQ is in registers: kept live across dV and dK it made ptxas spill).
+    auto dq_workspace_rows = [&] {
+      return args.dq_accum +
+             (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
+    };
+    // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
+    constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
+    auto add_dq = [&](float* dq_rows, int i) {
+      const int n = i % (2 * Dq::kPairs);
+      const int hh = (i / (2 * Dq::kPairs)) % 2;
+      const int m = i / (4 * Dq::kPairs);
+      const int row = dq_row0 + 16 * m + g + 8 * hh;
+      if (m0 + row < seq.len_q) {
+        cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t,
+                            dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
+      }
+    };
+    if constexpr (kDqSpread) {
+      // dQ first, its adds spread among the dV and dK products' steps (a few per step):
+      // issued in one burst they queued behind each other and the next address waited for
+      // the previous add to read its registers.
+      dq.zero();
+      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
+                                                          b_columns(k_lanes_bt));
+      wait_turn();
+      float* const dq_rows = dq_workspace_rows();
+      // Over the steps of dV, or of dV and dK: a step's adds are [first, next step's first).
+      constexpr int kSpreadSteps = (FLASHATTN_SM80_BWD_DQ_SPREAD == 2 ? 2 : 1) * kDkvSteps;
+      auto adds_of_step = [&](int step) {
+#pragma unroll
+        for (int i = step * kDqAdds / kSpreadSteps; i < (step + 1) * kDqAdds / kSpreadSteps; ++i) {
+          if (i < kDqAdds) add_dq(dq_rows, i);
+        }
+      };
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
+          dv_acc, a_columns(p_lanes_at), b_columns(dkv_do_lanes),
+          [&](int step) { adds_of_step(step); });
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
+          dk_acc, a_columns(ds_lanes_at), b_columns(dkv_q_lanes),
+          [&](int step) { adds_of_step(kDkvSteps + step); });
+      release_turn();
+    } else {
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),
+                                                            b_columns(dkv_do_lanes));
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
+                                                            b_columns(dkv_q_lanes));
+      dq.zero();
+      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
+                                                          b_columns(k_lanes_bt));
+      wait_turn();
+      float* const dq_rows = dq_workspace_rows();
       if constexpr (kDqQuads) {
         // Lanes t and t ^ 1 trade halves so that each holds four adjacent columns of one row
         // (even t: row g, its two and the partner's; odd t: row g + 8): one 16-byte
@@ -545,23 +600,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         }
       } else {
 #pragma unroll
-        for (int m = 0; m < Dq::kMTiles; ++m)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const int row = dq_row0 + 16 * m + g + 8 * hh;
-            if (m0 + row < seq.len_q) {
-#pragma unroll
-              for (int n = 0; n < 2 * Dq::kPairs; ++n) {
-                cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t,
-                                    dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
-              }
-            }
-          }
+        for (int i = 0; i < kDqAdds; ++i) add_dq(dq_rows, i);
       }
-      if (semaphore != nullptr) {
-        __syncwarp();  // the warp's adds, then the release that publishes them
-        if (lane == 0) cuda::add_release(semaphore, 1);
-      }
+      release_turn();
     }
   }
 

@@ -123,10 +123,17 @@ __device__ __forceinline__ auto b_columns(const Lanes& lanes) {
 // (m, kk), load_b(kk, j, regs) B's k16 x n16 block (kk, j) as {b0, b1} of n8 tile 2j and
 // {b2, b3} of n8 tile 2j + 1. Where each comes from (ldmatrix plain or transposed, which tile)
 // is the caller's; both are loaded one step ahead so that ldmatrix latency hides behind the
-// tensor cores.
-template <typename T, int kMTiles, int kKSteps, int kPairs, typename LoadA, typename LoadB>
+// tensor cores. after_step(step), if given, runs after each step's mma (steps 0 ..
+// kKSteps * kPairs - 1, a constant once unrolled): other work spread among the tensor-core
+// instructions instead of issued in one burst.
+struct NoStepWork {
+  __device__ __forceinline__ void operator()(int) const {}
+};
+template <typename T, int kMTiles, int kKSteps, int kPairs, typename LoadA, typename LoadB,
+          typename AfterStep = NoStepWork>
 __device__ __forceinline__ void warp_gemm(AccTile<kMTiles, 2 * kPairs>& acc, const LoadA& load_a,
-                                          const LoadB& load_b) {
+                                          const LoadB& load_b,
+                                          const AfterStep& after_step = AfterStep{}) {
   constexpr int kSteps = kKSteps * kPairs;
   uint32_t a[2][kMTiles][4];
   uint32_t b[2][4];
@@ -152,6 +159,7 @@ __device__ __forceinline__ void warp_gemm(AccTile<kMTiles, 2 * kPairs>& acc, con
         cuda::mma_16816<T>(acc.v[m][2 * j], a[kk % 2][m], b[step % 2][0], b[step % 2][1]);
         cuda::mma_16816<T>(acc.v[m][2 * j + 1], a[kk % 2][m], b[step % 2][2], b[step % 2][3]);
       }
+      after_step(step);
     }
   }
 }
