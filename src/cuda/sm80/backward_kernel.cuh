@@ -496,7 +496,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     const auto dkv_q_lanes = q_lanes_bt.shifted(stage_bytes);
     const auto dkv_do_lanes = q_lanes_bt.shifted(stage_bytes + kDoFromQ);
     constexpr int kDkvSteps = (kBlockM / 16) * Dkv::kPairs;  // warp_gemm steps of dV (and dK)
-    AccTile<Dq::kMTiles, 2 * Dq::kPairs> dq;  // zeroed right before its product
+    using DqTile = AccTile<Dq::kMTiles, 2 * Dq::kPairs>;
     // Deterministic: key blocks add to this query block one at a time, highest first. The
     // semaphore counts warps done: a warp waits until every warp of the key blocks before
     // its own has added (warps own disjoint dQ elements, so each element's adds come in
@@ -530,7 +530,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     };
     // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
     constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
-    auto add_dq = [&](float* dq_rows, int i) {
+    auto add_dq = [&](const DqTile& dq, float* dq_rows, int i) {
       const int n = i % (2 * Dq::kPairs);
       const int hh = (i / (2 * Dq::kPairs)) % 2;
       const int m = i / (4 * Dq::kPairs);
@@ -544,6 +544,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       // dQ first, its adds spread among the dV and dK products' steps (a few per step):
       // issued in one burst they queued behind each other and the next address waited for
       // the previous add to read its registers.
+      DqTile dq;
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
                                                           b_columns(k_lanes_bt));
@@ -554,7 +555,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       auto adds_of_step = [&](int step) {
 #pragma unroll
         for (int i = step * kDqAdds / kSpreadSteps; i < (step + 1) * kDqAdds / kSpreadSteps; ++i) {
-          if (i < kDqAdds) add_dq(dq_rows, i);
+          if (i < kDqAdds) add_dq(dq, dq_rows, i);
         }
       };
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
@@ -569,6 +570,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
                                                             b_columns(dkv_do_lanes));
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
                                                             b_columns(dkv_q_lanes));
+      DqTile dq;
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
                                                           b_columns(k_lanes_bt));
@@ -600,7 +602,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         }
       } else {
 #pragma unroll
-        for (int i = 0; i < kDqAdds; ++i) add_dq(dq_rows, i);
+        for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_rows, i);
       }
       release_turn();
     }
