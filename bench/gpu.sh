@@ -40,7 +40,8 @@
 #                                           entry direction:head_dim:seqlen:causal
 #   TUNE_BWD_VARIANTS="name@128:-DFLAG=1+-DOTHER=0 ..."  step "tune_backward": backward variants
 #                                           of one width each (nvcc flags joined by +), timed
-#                                           with the default and FA2 (bench/ab_backward.py)
+#                                           with the default and FA2 (bench/ab_backward.py;
+#                                           points: TUNE_BWD_SEQLENS, else TUNE_SEQLENS)
 #   TUNE_VARIANTS="128:128:64:4:0:0 ..."    step "tune": width:block_m:block_n:warps:prefetch:early_k
 #                                           [:nvcc flags joined by +] schedules of one width,
 #                                           each built beside the default library into its own
@@ -365,7 +366,7 @@ step_tune_backward() {
   if [[ ${#shims[@]} -gt 0 ]]; then
     (lib=$(realpath "$BUILD/libflashattn_bench.so") && cd bench && PYTHONUNBUFFERED=1 \
       timeout "$(step_timeout 400)" python3 ab_backward.py --lib "$lib" --variants "${shims[@]}" \
-      --dtypes bf16 --dims "$widths" --seqlens "${TUNE_SEQLENS:-1024,4096,16384}" \
+      --dtypes bf16 --dims "$widths" --seqlens "${TUNE_BWD_SEQLENS:-${TUNE_SEQLENS:-1024,4096,16384}}" \
       ${TUNE_ARGS:-}) >> "$OUT/tune_backward.log" 2>&1
   fi
   note "tune_backward: $(echo $TUNE_BWD_VARIANTS | wc -w) variants ($OUT/tune_backward.log)"
