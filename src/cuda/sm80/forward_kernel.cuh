@@ -63,13 +63,6 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_COMPACT_PAIRS
 #define FLASHATTN_SM80_COMPACT_PAIRS 1
 #endif
-// The first K/V step at d256 in two halves of the head dim: Q and K's first 128 columns are
-// copied as one group, the rest as another, and S = Q K^T starts on the first half while the
-// second lands (a block's opening copy, 96 KB, otherwise waits in the open). A build flag for
-// A/B runs.
-#ifndef FLASHATTN_SM80_SPLIT_PROLOGUE
-#define FLASHATTN_SM80_SPLIT_PROLOGUE 0
-#endif
 // kCompactPairs: the compact tile with pair-split warps (104.5 KB at d256: more than sm86's 99 KB,
 // so a configuration of its own beside the plain compact one).
 template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1,
@@ -93,7 +86,6 @@ struct ForwardConfig {
   static constexpr int kMTiles = kBlockM / (16 * kRowGroups);           // m16 tiles per warp
   static constexpr int kWarpKeys = kPairSplit ? kBlockN / 2 : kBlockN;  // a warp's keys of S
   static constexpr int kWarpDims = kPairSplit ? kWidth / 2 : kWidth;    // a warp's columns of O
-  static constexpr bool kSplitPrologue = FLASHATTN_SM80_SPLIT_PROLOGUE && kWidth == 256 && !kExtras;
   static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, true);
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
 #undef FLASHATTN_SM80_TUNED
@@ -181,37 +173,13 @@ __global__ void __launch_bounds__(
                                args.head_dim_v, args.vectorized_v};
   };
 
-  if constexpr (Config::kSplitPrologue) {
-    // Two copy groups, head-dim columns [0, 128) and [128, 256): the tiles' 64-column panels
-    // are separate, so each half is a 128-wide tile of its own two panels.
-    constexpr int kHalf = kWidth / 2;
-    const T* q_rows0 = q_base + m0 * args.q_row_stride;
-    const T* k_rows0 = k_base + (n_block_max - 1) * kBlockN * args.k_row_stride;
-    const int k_len = seq.len_k - (n_block_max - 1) * kBlockN;
-#pragma unroll
-    for (int part = 0; part < 2; ++part) {
-      const int cols = max(0, min(qk_cols - part * kHalf, kHalf));
-      cuda::load_tile<kBlockM, kHalf, kThreads>(
-          q_tile + part * QTile::kBytes / 2,
-          GlobalRows<const T>{q_rows0 + part * kHalf, args.q_row_stride, seq.len_q - m0, cols,
-                              args.vectorized_q});
-      if (n_block_max > n_block_min) {
-        cuda::load_tile<kBlockN, kHalf, kThreads>(
-            k_tile + part * KvTile::kBytes / 2,
-            GlobalRows<const T>{k_rows0 + part * kHalf, args.k_row_stride, k_len, cols,
-                                args.vectorized_k});
-      }
-      cuda::cp_async_commit();
-    }
-  } else {
-    cuda::load_tile<kBlockM, kWidth, kThreads>(
-        q_tile, GlobalRows<const T>{q_base + m0 * args.q_row_stride, args.q_row_stride,
-                                    seq.len_q - m0, qk_cols, args.vectorized_q});
-    if (n_block_max > n_block_min) {
-      cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block_max - 1));
-    }
-    cuda::cp_async_commit();
+  cuda::load_tile<kBlockM, kWidth, kThreads>(
+      q_tile, GlobalRows<const T>{q_base + m0 * args.q_row_stride, args.q_row_stride,
+                                  seq.len_q - m0, qk_cols, args.vectorized_q});
+  if (n_block_max > n_block_min) {
+    cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block_max - 1));
   }
+  cuda::cp_async_commit();
 
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
@@ -278,12 +246,7 @@ __global__ void __launch_bounds__(
     // S = Q K^T, not waited for with Q and K before the first product: that wait, a step's
     // worth of copies with nothing to hide them, cost the short sequences ~5%).
     const bool first = n_block == n_block_max - 1;
-    // Split prologue: the first step waits for the first half only.
-    if (Config::kSplitPrologue && first) {
-      cuda::cp_async_wait<1>();
-    } else {
-      cuda::cp_async_wait<0>();
-    }
+    cuda::cp_async_wait<0>();
     auto load_next_kv = [&] {
       if (n_block > n_block_min) {
         const uint32_t next = kStageBytes - stage_bytes;
@@ -304,15 +267,7 @@ __global__ void __launch_bounds__(
 
     AccTile<kMTiles, kNTiles> s;
     s.zero();
-    if (Config::kSplitPrologue && first) {
-      constexpr int kHalfSteps = kWidth / 32;
-      gemm_qk<T, kWidth, Config::kPrefetch, 0, kHalfSteps>(s, q_lanes, k_lanes);
-      cuda::cp_async_wait<1>();  // the second half (V, just issued, may still be in flight)
-      __syncthreads();
-      gemm_qk<T, kWidth, Config::kPrefetch, kHalfSteps>(s, q_lanes, k_lanes);
-    } else {
-      gemm_qk<T, kWidth, Config::kPrefetch>(s, q_lanes, k_lanes);
-    }
+    gemm_qk<T, kWidth, Config::kPrefetch>(s, q_lanes, k_lanes);
 
     // Score modifiers everywhere (extras), the mask only on blocks that cross a boundary.
     const bool needs_mask =

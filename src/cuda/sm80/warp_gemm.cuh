@@ -11,16 +11,15 @@ namespace flashattn::cuda_sm80 {
 
 using cuda::AccTile;
 
-// S (+)= Q K^T for one warp's rows over the tile width's k16 steps [kKFirst, kKEnd) (all of it
-// by default). With kPrefetch the fragments are loaded one mma step ahead (double-buffered
-// registers) so that ldmatrix latency hides behind the tensor cores; without, each is loaded
-// right before its use.
-template <typename T, int kWidth, bool kPrefetch, int kKFirst = 0, int kKEnd = kWidth / 16,
-          int kMTiles, int kNTiles, typename QLanes, typename KLanes>
+// S = Q K^T for one warp's rows over the whole tile width. With kPrefetch the fragments are
+// loaded one mma step ahead (double-buffered registers) so that ldmatrix latency hides behind
+// the tensor cores; without, each is loaded right before its use.
+template <typename T, int kWidth, bool kPrefetch, int kMTiles, int kNTiles, typename QLanes,
+          typename KLanes>
 __device__ __forceinline__ void gemm_qk(AccTile<kMTiles, kNTiles>& s, const QLanes& q_lanes,
                                         const KLanes& k_lanes) {
   constexpr int kPairs = kNTiles / 2;
-  constexpr int kSteps = kKEnd * kPairs;
+  constexpr int kSteps = (kWidth / 16) * kPairs;
   uint32_t a[2][kMTiles][4];
   uint32_t b[2][4];
   auto load_a = [&](int kk) {
@@ -31,11 +30,11 @@ __device__ __forceinline__ void gemm_qk(AccTile<kMTiles, kNTiles>& s, const QLan
     cuda::ldmatrix_x4(b[step % 2], k_lanes.at(16 * (step % kPairs), 2 * (step / kPairs)));
   };
   if constexpr (kPrefetch) {
-    load_a(kKFirst);
-    load_b(kKFirst * kPairs);
+    load_a(0);
+    load_b(0);
   }
 #pragma unroll
-  for (int kk = kKFirst; kk < kKEnd; ++kk) {
+  for (int kk = 0; kk < kWidth / 16; ++kk) {
 #pragma unroll
     for (int j = 0; j < kPairs; ++j) {
       const int step = kk * kPairs + j;
