@@ -108,21 +108,6 @@ __device__ __forceinline__ void red_add_f32x2(float* dst, float x, float y) {
 #endif
 }
 
-// dst[0..3] += (x, y, z, w), dst 16-byte aligned: one vector reduction on sm90, four scalar
-// ones before it.
-__device__ __forceinline__ void red_add_f32x4(float* dst, float x, float y, float z, float w) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "f"(x), "f"(y),
-               "f"(z), "f"(w)
-               : "memory");
-#else
-  atomicAdd(dst, x);
-  atomicAdd(dst + 1, y);
-  atomicAdd(dst + 2, z);
-  atomicAdd(dst + 3, w);
-#endif
-}
-
 // Acquire load of a flag in global memory at GPU scope (ordered semaphores).
 __device__ __forceinline__ int load_acquire(const int* flag) {
   int value;

@@ -66,10 +66,10 @@ struct WarpGrid {
 template <int kWidth, bool kRoomy>
 struct BackwardConfig {
   static constexpr bool kWide = kWidth > 128;
-  static constexpr bool kTall = kRoomy && kWidth <= 64;                    // 128 queries a step
-  static constexpr bool kShort = kWide || (!kRoomy && kWidth > 64);        // 64 keys a block
-  static constexpr int kBlockM = kTall ? 128 : 64;  // queries per inner step
-  static constexpr int kBlockN = kShort ? 64 : 128;  // keys per block
+  static constexpr bool kTall = kRoomy && kWidth <= 64;              // 128 queries a step
+  static constexpr bool kShort = kWide || (!kRoomy && kWidth > 64);  // 64 keys a block
+  static constexpr int kBlockM = kTall ? 128 : 64;                   // queries per inner step
+  static constexpr int kBlockN = kShort ? 64 : 128;                  // keys per block
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = kRoomy || kWidth <= 64 ? 2 : 1;  // Q/dO buffers (prefetch: 2)
@@ -77,6 +77,16 @@ struct BackwardConfig {
   // dK, dV: keys x head dim; dQ: queries x head dim. Four warps along the head dim where that
   // leaves them whole 16-column pairs, else along the rows.
   static constexpr bool kFourColumnWarps = (kWidth / 4) % 16 == 0;
+  // dQ = dS K before dV and dK, its adds spread among dV's steps (else after dK, in one
+  // burst). Measured on the H200 (bench/NOTES.md, session 8), roomy: d64 +3-5%, d256 +2-3%;
+  // at d128 its 32 accumulators live across dV made ptxas spill 72-80 B and it lost ~1%.
+  // Compact kernels keep the burst (not measured). FLASHATTN_SM80_BWD_DQ_SPREAD=0 / 1 forces
+  // it off / on everywhere (A/B runs).
+#ifdef FLASHATTN_SM80_BWD_DQ_SPREAD
+  static constexpr bool kSpreadDqAdds = FLASHATTN_SM80_BWD_DQ_SPREAD != 0;
+#else
+  static constexpr bool kSpreadDqAdds = kRoomy && (kWidth <= 64 || kWidth > 128);
+#endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
 
@@ -125,24 +135,6 @@ __device__ __forceinline__ int first_block_where(int count, const Predicate& hol
   return low;
 }
 
-// Plain kernels compute P and store it before dP = dO V^T (FA2's order) rather than both
-// products first; a build flag for A/B runs.
-#ifndef FLASHATTN_SM80_BWD_P_FIRST
-#define FLASHATTN_SM80_BWD_P_FIRST 1
-#endif
-inline constexpr bool kBackwardProbabilitiesFirst = FLASHATTN_SM80_BWD_P_FIRST != 0;
-// dQ added in 16-byte reductions after a lane-pair exchange (sm90's red.v4.f32) rather than
-// 8-byte ones; a build flag for A/B runs.
-#ifndef FLASHATTN_SM80_BWD_DQ_QUADS
-#define FLASHATTN_SM80_BWD_DQ_QUADS 0
-#endif
-// dQ = dS K computed before dV and dK, its adds spread among their steps; a build flag for
-// A/B runs.
-#ifndef FLASHATTN_SM80_BWD_DQ_SPREAD
-#define FLASHATTN_SM80_BWD_DQ_SPREAD 0
-#endif
-inline constexpr bool kBackwardDqSpread = FLASHATTN_SM80_BWD_DQ_SPREAD != 0;
-
 template <typename T, int kWidth, bool kExtras, bool kRoomy>
 __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     backward_kernel(const __grid_constant__ BackwardKernelArgs args) {
@@ -158,13 +150,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   using QTile = typename Config::QTile;
   using ScoreTile = typename Config::ScoreTile;
   constexpr float kLog2e = 1.4426950408889634f;
-  constexpr bool kProbabilitiesFirst = !kExtras && kBackwardProbabilitiesFirst;
-  constexpr bool kDqSpread = kBackwardDqSpread;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  constexpr bool kDqQuads = FLASHATTN_SM80_BWD_DQ_QUADS != 0;
-#else
-  constexpr bool kDqQuads = false;
-#endif
   const ForwardKernelArgs& a = args.attention;
 
   extern __shared__ __align__(128) unsigned char smem[];
@@ -205,9 +190,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   // on a suffix.
   const int m_blocks = (seq.len_q + kBlockM - 1) / kBlockM;
   const int64_t begin_limit = min(int64_t{n0 + kBlockN}, mask.seqlen_k);
-  const int m_end = first_block_where(m_blocks, [&](int m) {
-    return mask.first_col(int64_t{m} * kBlockM) >= begin_limit;
-  });
+  const int m_end = first_block_where(
+      m_blocks, [&](int m) { return mask.first_col(int64_t{m} * kBlockM) >= begin_limit; });
   const int m_begin = first_block_where(m_end, [&](int m) {
     const int64_t row_last = min(int64_t{m + 1} * kBlockM, mask.seqlen_q) - 1;
     return mask.last_col(row_last) > n0;
@@ -338,9 +322,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     s.zero();
     dp.zero();
     warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(sdp_q_lanes), b_rows(k_lanes_b));
-    if constexpr (!kProbabilitiesFirst) {
-      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(sdp_do_lanes), b_rows(sdp_v_lanes));
-    }
+    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(sdp_do_lanes),
+                                                         b_rows(sdp_v_lanes));
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
     // key n0 + sdp_col0 + 8 n + 2 t + e.
@@ -357,31 +340,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       const bool in_sequence = query < seq.len_q;
       *first = in_sequence ? static_cast<int>(mask.first_col(query)) - key0 : 0;
       *last = in_sequence ? static_cast<int>(mask.last_col(query)) - key0 : 0;
-    };
-    // P = exp2(S * scale - LSE) in place (plain kernels: no modifiers, no dropout). Compiled
-    // twice, as below.
-    auto probabilities = [&](auto masked) {
-      constexpr bool kMasked = decltype(masked)::value;
-#pragma unroll
-      for (int m = 0; m < Sdp::kMTiles; ++m)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int row = sdp_row0 + 16 * m + g + 8 * hh;
-          const float lse = lse_stage[row];
-          int first = 0;
-          int last = 2 * kBlockN;
-          if (kMasked) visible_keys(m0 + row, &first, &last);
-#pragma unroll
-          for (int n = 0; n < 2 * Sdp::kPairs; ++n)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int col = 8 * n + e;  // relative to key0
-              float& slot = s.v[m][n][2 * hh + e];
-              const float x = kMasked && (col < first || col >= last) ? -INFINITY
-                                                                      : slot * scale_log2;
-              slot = cuda::fast_exp2(x - lse);
-            }
-        }
     };
     // Compiled twice: blocks off the mask's boundary skip the per-element test entirely.
     auto probabilities_and_gradients = [&](auto masked) {
@@ -455,38 +413,12 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
                                 cuda::pack2<T>(acc.v[m][n][2 * hh], acc.v[m][n][2 * hh + 1]));
           }
     };
-    if constexpr (kProbabilitiesFirst) {
-      // P first, stored while dP = dO V^T runs (the exponentials overlap the tensor cores),
-      // then dS = P (dP - delta): FA2's order. Plain kernels only: the score modifiers'
-      // derivative would need the raw scores kept beside P.
-      if (needs_mask) {
-        probabilities(std::true_type{});
-      } else {
-        probabilities(std::false_type{});
-      }
-      store_scores(p_tile, s);
-      warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(sdp_do_lanes), b_rows(sdp_v_lanes));
-#pragma unroll
-      for (int m = 0; m < Sdp::kMTiles; ++m)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const float delta = delta_stage[sdp_row0 + 16 * m + g + 8 * hh];
-#pragma unroll
-          for (int n = 0; n < 2 * Sdp::kPairs; ++n)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              float& grad = dp.v[m][n][2 * hh + e];
-              grad = s.v[m][n][2 * hh + e] * (grad - delta);
-            }
-        }
+    if (needs_mask) {
+      probabilities_and_gradients(std::true_type{});
     } else {
-      if (needs_mask) {
-        probabilities_and_gradients(std::true_type{});
-      } else {
-        probabilities_and_gradients(std::false_type{});
-      }
-      store_scores(p_tile, s);
+      probabilities_and_gradients(std::false_type{});
     }
+    store_scores(p_tile, s);
     store_scores(ds_tile, dp);
     __syncthreads();  // P and dS complete in shared memory
 
@@ -525,8 +457,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     // This query tile's rows of the workspace, from this warp's first column (worked out only
     // once dQ is in registers: kept live across dV and dK it made ptxas spill).
     auto dq_workspace_rows = [&] {
-      return args.dq_accum +
-             (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
+      return args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width +
+             dq_col0;
     };
     // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
     constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
@@ -536,34 +468,31 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       const int m = i / (4 * Dq::kPairs);
       const int row = dq_row0 + 16 * m + g + 8 * hh;
       if (m0 + row < seq.len_q) {
-        cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t,
-                            dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
+        cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t, dq.v[m][n][2 * hh],
+                            dq.v[m][n][2 * hh + 1]);
       }
     };
-    if constexpr (kDqSpread) {
-      // dQ first, its adds spread among the dV and dK products' steps (a few per step):
-      // issued in one burst they queued behind each other and the next address waited for
-      // the previous add to read its registers.
+    if constexpr (Config::kSpreadDqAdds) {
+      // dQ first, its adds spread among the steps of dV (one or two per step): issued in one
+      // burst at the end of the step they queued behind each other, and each next address
+      // waited for the previous add to read its registers (session 5's profile: ~9% of the
+      // stall samples).
       DqTile dq;
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
                                                           b_columns(k_lanes_bt));
       wait_turn();
       float* const dq_rows = dq_workspace_rows();
-      // Over the steps of dV, or of dV and dK: a step's adds are [first, next step's first).
-      constexpr int kSpreadSteps = (FLASHATTN_SM80_BWD_DQ_SPREAD == 2 ? 2 : 1) * kDkvSteps;
-      auto adds_of_step = [&](int step) {
+      // Over the steps of dV: step k's adds are [k, k + 1) * kDqAdds / kDkvSteps.
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
+          dv_acc, a_columns(p_lanes_at), b_columns(dkv_do_lanes), [&](int step) {
 #pragma unroll
-        for (int i = step * kDqAdds / kSpreadSteps; i < (step + 1) * kDqAdds / kSpreadSteps; ++i) {
-          if (i < kDqAdds) add_dq(dq, dq_rows, i);
-        }
-      };
-      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
-          dv_acc, a_columns(p_lanes_at), b_columns(dkv_do_lanes),
-          [&](int step) { adds_of_step(step); });
-      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
-          dk_acc, a_columns(ds_lanes_at), b_columns(dkv_q_lanes),
-          [&](int step) { adds_of_step(kDkvSteps + step); });
+            for (int i = step * kDqAdds / kDkvSteps; i < (step + 1) * kDqAdds / kDkvSteps; ++i) {
+              add_dq(dq, dq_rows, i);
+            }
+          });
+      warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
+                                                            b_columns(dkv_q_lanes));
       release_turn();
     } else {
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),
@@ -576,34 +505,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
                                                           b_columns(k_lanes_bt));
       wait_turn();
       float* const dq_rows = dq_workspace_rows();
-      if constexpr (kDqQuads) {
-        // Lanes t and t ^ 1 trade halves so that each holds four adjacent columns of one row
-        // (even t: row g, its two and the partner's; odd t: row g + 8): one 16-byte
-        // reduction where there were two of 8 bytes.
-        const bool odd = (t & 1) != 0;
 #pragma unroll
-        for (int m = 0; m < Dq::kMTiles; ++m) {
-          const int row = dq_row0 + 16 * m + g + (odd ? 8 : 0);
-          const bool in_sequence = m0 + row < seq.len_q;
-#pragma unroll
-          for (int n = 0; n < 2 * Dq::kPairs; ++n) {
-            const float* v = dq.v[m][n];
-            const float got0 = __shfl_xor_sync(0xffffffffu, odd ? v[0] : v[2], 1);
-            const float got1 = __shfl_xor_sync(0xffffffffu, odd ? v[1] : v[3], 1);
-            float* target = dq_rows + row * args.dq_accum_width + 8 * n + 2 * (t & ~1);
-            if (in_sequence) {
-              if (odd) {
-                cuda::red_add_f32x4(target, got0, got1, v[2], v[3]);
-              } else {
-                cuda::red_add_f32x4(target, v[0], v[1], got0, got1);
-              }
-            }
-          }
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_rows, i);
-      }
+      for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_rows, i);
       release_turn();
     }
   }
@@ -661,8 +564,8 @@ Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream)
   if (BackwardConfig<kWidth, true>::kSmemBytes <= budget) {
     return launch_backward_config<kDType, kWidth, kExtras, true>(args, stream);
   }
-  if (Status status = check_shared_memory(BackwardConfig<kWidth, false>::kSmemBytes, budget,
-                                          kWidth, "cuda backward");
+  if (Status status = check_shared_memory(BackwardConfig<kWidth, false>::kSmemBytes, budget, kWidth,
+                                          "cuda backward");
       !status.ok()) {
     return status;
   }
