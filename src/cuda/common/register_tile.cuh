@@ -25,6 +25,28 @@ struct AccTile {
   }
 };
 
+// A warp's accumulators, times scale and rounded to T, into a swizzled shared-memory tile
+// (SmemTile: offset(row, chunk)) at rows row0 + 16 m + ..., 8-column chunks chunk0 + n: each
+// quad of lanes writes one 16-byte chunk of each row, so the 8 rows of a store land on
+// different bank groups.
+template <typename Tile, typename T, int kM, int kN>
+__device__ __forceinline__ void store_to_tile(uint32_t tile, const AccTile<kM, kN>& acc, int row0,
+                                              int chunk0, float scale = 1.0f) {
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int g = lane / 4;
+  const int t = lane % 4;
+#pragma unroll
+  for (int m = 0; m < kM; ++m)
+#pragma unroll
+    for (int n = 0; n < kN; ++n)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const uint32_t offset = Tile::offset(row0 + 16 * m + g + 8 * hh, chunk0 + n) + 4 * t;
+        st_shared_b32(tile + offset, pack2<T>(acc.v[m][n][2 * hh] * scale,
+                                              acc.v[m][n][2 * hh + 1] * scale));
+      }
+}
+
 // The accumulators of a score tile rounded to T and regrouped as mma A fragments over the
 // key dimension: k-step j of m-tile m is {s(m, 2j)[0..1], s(m, 2j)[2..3], s(m, 2j+1)[0..1],
 // s(m, 2j+1)[2..3]}, which is exactly the A layout (a0..a3) of m16n8k16.

@@ -399,27 +399,13 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
           }
         }
     };
-    // One accumulator tile into a score tile of shared memory, packed to T.
-    auto store_scores = [&](uint32_t tile, const AccTile<Sdp::kMTiles, 2 * Sdp::kPairs>& acc) {
-#pragma unroll
-      for (int m = 0; m < Sdp::kMTiles; ++m)
-#pragma unroll
-        for (int n = 0; n < 2 * Sdp::kPairs; ++n)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const uint32_t offset =
-                ScoreTile::offset(sdp_row0 + 16 * m + g + 8 * hh, sdp_col0 / 8 + n) + 4 * t;
-            cuda::st_shared_b32(tile + offset,
-                                cuda::pack2<T>(acc.v[m][n][2 * hh], acc.v[m][n][2 * hh + 1]));
-          }
-    };
     if (needs_mask) {
       probabilities_and_gradients(std::true_type{});
     } else {
       probabilities_and_gradients(std::false_type{});
     }
-    store_scores(p_tile, s);
-    store_scores(ds_tile, dp);
+    cuda::store_to_tile<ScoreTile, T>(p_tile, s, sdp_row0, sdp_col0 / 8);
+    cuda::store_to_tile<ScoreTile, T>(ds_tile, dp, sdp_row0, sdp_col0 / 8);
     __syncthreads();  // P and dS complete in shared memory
 
     // ---- Phases 2 and 3: dV += P~^T dO and dK += dS^T Q on this warp's keys x head dim;
@@ -516,21 +502,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   const float dk_scale = kExtras ? 1.0f : a.softmax_scale;
   cuda::cp_async_wait<0>();
   __syncthreads();
-#pragma unroll
-  for (int m = 0; m < Dkv::kMTiles; ++m)
-#pragma unroll
-    for (int n = 0; n < 2 * Dkv::kPairs; ++n)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const uint32_t offset =
-            KvTile::offset(dkv_row0 + 16 * m + g + 8 * hh, dkv_col0 / 8 + n) + 4 * t;
-        const uint32_t dk_word = cuda::pack2<T>(dk_acc.v[m][n][2 * hh] * dk_scale,
-                                                dk_acc.v[m][n][2 * hh + 1] * dk_scale);
-        const uint32_t dv_word = cuda::pack2<T>(dv_acc.v[m][n][2 * hh] * keep_scale,
-                                                dv_acc.v[m][n][2 * hh + 1] * keep_scale);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(k_tile + offset), "r"(dk_word));
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(v_tile + offset), "r"(dv_word));
-      }
+  cuda::store_to_tile<KvTile, T>(k_tile, dk_acc, dkv_row0, dkv_col0 / 8, dk_scale);
+  cuda::store_to_tile<KvTile, T>(v_tile, dv_acc, dkv_row0, dkv_col0 / 8, keep_scale);
   __syncthreads();
   const int64_t k_row_base = varlen ? seq.k_row0 : 0;
   T* dk = static_cast<T*>(args.dk) + (varlen ? 0 : b * args.dk_batch_stride) +

@@ -427,16 +427,7 @@ __global__ void __launch_bounds__(
   }
   cuda::cp_async_wait<0>();
   __syncthreads();  // with no key block to visit, Q's copies (by every thread) may be in flight
-#pragma unroll
-  for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-    for (int d = 0; d < kDTiles; ++d)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int row = warp_row0 + m * 16 + g + hh * 8;
-        const uint32_t word = cuda::pack2<T>(o.v[m][d][2 * hh], o.v[m][d][2 * hh + 1]);
-        cuda::st_shared_b32(q_tile + QTile::offset(row, d + half * kDTiles) + 4 * t, word);
-      }
+  cuda::store_to_tile<QTile, T>(q_tile, o, warp_row0, half * kDTiles);
   __syncthreads();
   T* out_base = static_cast<T*>(args.out) + seq.out_offset;
   cuda::store_tile<kBlockM, kWidth, kThreads>(
