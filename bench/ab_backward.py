@@ -16,26 +16,19 @@ import torch
 from torch.nn.attention import SDPBackend
 
 import gpu_common as common
-from ab_forward import tile_width
+import ab_forward
 from gpu_backward import OursPoint, agreement, peer_backward, peer_states
 
 
 def add_arguments(parser):
-    parser.add_argument("--variants", nargs="*", default=[],
-                        help="name[@width]=path of further shims, timed beside --lib (named "
-                             "'default'); with @width only at the head dims of that tile width")
-    parser.add_argument("--rounds", type=int, default=3)
+    ab_forward.add_arguments(parser)  # --variants, --rounds
     parser.add_argument("--deterministic", action="store_true",
                         help="time the deterministic mode of every shim instead of the default")
 
 
 def main():
     args = common.parse_args(__doc__, iters=10, warmup=3, extra=add_arguments)
-    shims = [("default", None, common.Ours(args.lib))]
-    for variant in args.variants:
-        name, path = variant.split("=", 1)
-        name, _, width = name.partition("@")
-        shims.append((name, int(width) if width else None, common.Ours(path)))
+    shims = ab_forward.load_shims(args)
     names = [name for name, _, _ in shims] + ["fa2"]
     print(f"{'point':24} " + " ".join(f"{name:>12}" for name in names) +
           f"   (backward TFLOP/s, GPU time; median of rounds"
@@ -48,7 +41,7 @@ def main():
         reference = [g.float() for g in peer_backward(states[0])]
         calls = []
         for name, width, shim in shims:
-            if width is not None and width != tile_width(case["d"]):
+            if width is not None and width != ab_forward.tile_width(case["d"]):
                 calls.append(None)
                 continue
             point = OursPoint(shim, sets, causal)

@@ -34,13 +34,19 @@ def add_arguments(parser):
     parser.add_argument("--rounds", type=int, default=3)
 
 
-def main():
-    args = common.parse_args(__doc__, iters=10, warmup=3, extra=add_arguments)
+def load_shims(args):
+    """[(name, tile width or None, Ours)]: --lib as 'default', then each --variants entry."""
     shims = [("default", None, common.Ours(args.lib))]
     for variant in args.variants:
         name, path = variant.split("=", 1)
         name, _, width = name.partition("@")
         shims.append((name, int(width) if width else None, common.Ours(path)))
+    return shims
+
+
+def main():
+    args = common.parse_args(__doc__, iters=10, warmup=3, extra=add_arguments)
+    shims = load_shims(args)
     names = [name for name, _, _ in shims] + ([] if args.no_peers else ["fa2"])
     print(f"{'point':24} " + " ".join(f"{name:>12}" for name in names) +
           "   (TFLOP/s, GPU time; median of rounds)")

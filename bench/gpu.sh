@@ -268,6 +268,31 @@ step_suite() {
   tail -25 "$OUT/suite_step.log"
 }
 
+# A tune variant's shim in dir: the two bf16 instances (plain, extras) of one direction and
+# width rebuilt with the given nvcc flags, and a backend that knows only that width (its forward
+# too, for the backward's O and LSE), linked ahead of the default library. Logs in dir.
+build_variant_shim() {
+  local dir=$1 direction=$2 width=$3 flags=$4
+  mkdir -p "$dir"
+  {
+    echo "FLASHATTN_FORWARD_INSTANCE(bf16, $width)"
+    [[ $direction == backward ]] && echo "FLASHATTN_BACKWARD_INSTANCE(bf16, $width)"
+  } > "$dir/flashattn_cuda_instances.inc"
+  (
+    for variant_kind in plain extras; do
+      nvcc -O3 -std=c++17 -Xcompiler=-fPIC -gencode=arch=compute_90,code=sm_90 -Iinclude -Isrc \
+        $flags -Xptxas=-v -c "src/cuda/instances/${direction}_bf16_w${width}_${variant_kind}.cu" \
+        -o "$dir/$variant_kind.o" 2> "$dir/$variant_kind.ptxas" &
+    done
+    g++ -O2 -fPIC -std=c++20 -DFLASHATTN_WITH_CUDA=1 -Iinclude -Isrc -I"$dir" \
+      -I/usr/local/cuda/include -c src/cuda/sm80/backend.cpp -o "$dir/backend.o" &&
+    wait &&
+    g++ -O2 -shared -fPIC -fopenmp -std=c++20 -Iinclude bench/gpu_shim.cpp "$dir"/*.o \
+      "$BUILD/libflashattn.a" -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread \
+      -o "$dir/libshim.so"
+  ) > "$dir/build.log" 2>&1
+}
+
 step_tune() {
   # Each variant: the two instances of its width rebuilt with FLASHATTN_SM80_TUNE_*, a backend
   # that knows only that width, linked ahead of the default library into its own shim.
@@ -282,20 +307,7 @@ step_tune() {
     flags+=" -DFLASHATTN_SM80_TUNE_WARPS=$warps -DFLASHATTN_SM80_TUNE_PREFETCH=$prefetch"
     flags+=" -DFLASHATTN_SM80_TUNE_EARLYK=$early ${extra//+/ }"
     mkdir -p "$dir/$name"
-    echo "FLASHATTN_FORWARD_INSTANCE(bf16, $width)" > "$dir/$name/flashattn_cuda_instances.inc"
-    (
-      for variant_kind in plain extras; do
-        nvcc -O3 -std=c++17 -Xcompiler=-fPIC -gencode=arch=compute_90,code=sm_90 -Iinclude -Isrc \
-          $flags -Xptxas=-v -c "src/cuda/instances/forward_bf16_w${width}_${variant_kind}.cu" \
-          -o "$dir/$name/$variant_kind.o" 2> "$dir/$name/$variant_kind.ptxas" &
-      done
-      g++ -O2 -fPIC -std=c++20 -DFLASHATTN_WITH_CUDA=1 -Iinclude -Isrc -I"$dir/$name" \
-        -I/usr/local/cuda/include -c src/cuda/sm80/backend.cpp -o "$dir/$name/backend.o" &&
-      wait &&
-      g++ -O2 -shared -fPIC -fopenmp -std=c++20 -Iinclude bench/gpu_shim.cpp "$dir/$name"/*.o \
-        "$BUILD/libflashattn.a" -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread \
-        -o "$dir/$name/libshim.so"
-    ) > "$dir/$name/build.log" 2>&1 &
+    build_variant_shim "$dir/$name" forward "$width" "$flags" &
     jobs+=("$name:$width")
   done
   wait
@@ -334,21 +346,7 @@ step_tune_backward() {
     local spec=${variant%%:*} extra=${variant#*:}
     local name=${spec%@*} width=${spec#*@}
     mkdir -p "$dir/$name"
-    printf 'FLASHATTN_FORWARD_INSTANCE(bf16, %s)\nFLASHATTN_BACKWARD_INSTANCE(bf16, %s)\n' \
-      "$width" "$width" > "$dir/$name/flashattn_cuda_instances.inc"
-    (
-      for variant_kind in plain extras; do
-        nvcc -O3 -std=c++17 -Xcompiler=-fPIC -gencode=arch=compute_90,code=sm_90 -Iinclude -Isrc \
-          ${extra//+/ } -Xptxas=-v -c "src/cuda/instances/backward_bf16_w${width}_${variant_kind}.cu" \
-          -o "$dir/$name/$variant_kind.o" 2> "$dir/$name/$variant_kind.ptxas" &
-      done
-      g++ -O2 -fPIC -std=c++20 -DFLASHATTN_WITH_CUDA=1 -Iinclude -Isrc -I"$dir/$name" \
-        -I/usr/local/cuda/include -c src/cuda/sm80/backend.cpp -o "$dir/$name/backend.o" &&
-      wait &&
-      g++ -O2 -shared -fPIC -fopenmp -std=c++20 -Iinclude bench/gpu_shim.cpp "$dir/$name"/*.o \
-        "$BUILD/libflashattn.a" -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread \
-        -o "$dir/$name/libshim.so"
-    ) > "$dir/$name/build.log" 2>&1 &
+    build_variant_shim "$dir/$name" backward "$width" "${extra//+/ }" &
     jobs+=("$name:$width")
   done
   wait

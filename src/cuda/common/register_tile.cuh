@@ -42,8 +42,8 @@ __device__ __forceinline__ void store_to_tile(uint32_t tile, const AccTile<kM, k
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const uint32_t offset = Tile::offset(row0 + 16 * m + g + 8 * hh, chunk0 + n) + 4 * t;
-        st_shared_b32(tile + offset, pack2<T>(acc.v[m][n][2 * hh] * scale,
-                                              acc.v[m][n][2 * hh + 1] * scale));
+        st_shared_b32(tile + offset,
+                      pack2<T>(acc.v[m][n][2 * hh] * scale, acc.v[m][n][2 * hh + 1] * scale));
       }
 }
 

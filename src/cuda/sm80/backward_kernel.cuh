@@ -446,6 +446,14 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       return args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width +
              dq_col0;
     };
+    // dQ = dS K, then (deterministic) this warp's turn: the workspace rows to add it to.
+    auto dq_product = [&](DqTile& dq) {
+      dq.zero();
+      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
+                                                          b_columns(k_lanes_bt));
+      wait_turn();
+      return dq_workspace_rows();
+    };
     // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
     constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
     auto add_dq = [&](const DqTile& dq, float* dq_rows, int i) {
@@ -464,11 +472,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       // waited for the previous add to read its registers (session 5's profile: ~9% of the
       // stall samples).
       DqTile dq;
-      dq.zero();
-      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
-                                                          b_columns(k_lanes_bt));
-      wait_turn();
-      float* const dq_rows = dq_workspace_rows();
+      float* const dq_rows = dq_product(dq);
       // Over the steps of dV: step k's adds are [k, k + 1) * kDqAdds / kDkvSteps.
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
           dv_acc, a_columns(p_lanes_at), b_columns(dkv_do_lanes), [&](int step) {
@@ -486,11 +490,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
                                                             b_columns(dkv_q_lanes));
       DqTile dq;
-      dq.zero();
-      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
-                                                          b_columns(k_lanes_bt));
-      wait_turn();
-      float* const dq_rows = dq_workspace_rows();
+      float* const dq_rows = dq_product(dq);
 #pragma unroll
       for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_rows, i);
       release_turn();
