@@ -8,11 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -354,58 +352,6 @@ TEST(CudaBackwardDeterministic, Gqa16To4S2048D64Fp16GivesTheSameBitsIn20Runs) {
 TEST(CudaBackwardDeterministic, VarlenDropoutGqaGivesTheSameBitsIn20Runs) {
   SKIP_WITHOUT_GPU();
   check_repeatable(dropout(varlen(b16, {{1023, 700}, {0, 33}, {300, 1500}}, 8, 2, 64), 0.15f), 20);
-}
-
-// Sets an environment variable for its scope (the library reads FLASHATTN_CUDA_DQ_CHAINS at
-// each call), then restores what was there.
-class ScopedEnvironment {
- public:
-  ScopedEnvironment(const char* name, const char* value) : name_(name) {
-    if (const char* previous = std::getenv(name)) previous_ = previous;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnvironment() {
-    if (previous_) {
-      setenv(name_, previous_->c_str(), 1);
-    } else {
-      unsetenv(name_);
-    }
-  }
-  ScopedEnvironment(const ScopedEnvironment&) = delete;
-  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> previous_;
-};
-
-// Deterministic mode with its dQ chains forced (the automatic choice takes 1 chain below 512
-// keys, so the small cases run one): key blocks n, n + S, n + 2S, ... add in turn to slice
-// n mod S, and the post-pass sums the slices. With 8 chains some query blocks are seen by no
-// key block of a chain (causal, windows, 9 or fewer key blocks): those slices must stay zero.
-TEST(CudaBackwardDeterministic, ChainedDqMatchesReference) {
-  SKIP_WITHOUT_GPU();
-  for (const char* chains : {"2", "8"}) {
-    const ScopedEnvironment forced("FLASHATTN_CUDA_DQ_CHAINS", chains);
-    for (const AttentionCase& row : {
-             causal(dense(b16, 1, 1023, 1100, 2, 1, 64)),  // 9 key blocks of 128
-             dense(f16, 1, 600, 1100, 4, 2, 128),           // GQA 2:1, seqlen_q < seqlen_k
-             // seqlen_q > seqlen_k: rows without keys; 64-key blocks
-             window(causal(dense(b16, 1, 1100, 700, 2, 2, 256)), 200, 0),
-             seqused(varlen(b16, {{900, 1000}, {0, 300}, {203, 1023}}, 4, 1, 64)),
-         }) {
-      SCOPED_TRACE(row.name() + " with " + chains + " chains");
-      ZeroCounts counts;
-      run_and_check(row, /*deterministic=*/true, &counts);
-      if (stopped()) return;
-    }
-  }
-}
-
-TEST(CudaBackwardDeterministic, EightChainsCausalGqaD256GiveTheSameBitsIn10Runs) {
-  SKIP_WITHOUT_GPU();
-  const ScopedEnvironment forced("FLASHATTN_CUDA_DQ_CHAINS", "8");
-  check_repeatable(causal(dense(b16, 1, 2048, 2048, 8, 2, 256)), 10);
 }
 
 // A caller workspace (dirty, of exactly the size asked for, then larger) gives the bits of a

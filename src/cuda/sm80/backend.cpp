@@ -10,12 +10,9 @@
 // never an out-of-bounds access.
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <bit>
 #include <climits>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <initializer_list>
 #include <string>
 
@@ -283,40 +280,10 @@ int query_blocks(const AttentionArgs& params) {
   return static_cast<int>((params.seqlen_q + kBackwardBlockM - 1) / kBackwardBlockM);
 }
 
-// Deterministic mode: log2 of how many interleaved chains the key blocks add their dQ in (see
-// BackwardKernelArgs::dq_chains). In one chain of N key blocks the last one starts adding
-// ~N hops after the first: measured, +21-37% over the default at every seqlen (bench/NOTES.md,
-// "Deterministic cost"). S chains cut the wait to N / S hops but cost S fp32 copies of dQ to
-// clear and sum, a share that shrinks as 1 / N; the two balance near S = sqrt(N), taken down
-// to a power of two. At most 8 chains, and at most 2 GiB of slices unless one slice is
-// more. FLASHATTN_CUDA_DQ_CHAINS=<1, 2, 4, ... 64> overrides the choice (A/B runs, tests of
-// the chained path); other values are ignored.
-int dq_chain_shift(const BackwardParams& params, int width) {
-  if (!params.deterministic) return 0;
-  const char* text = std::getenv("FLASHATTN_CUDA_DQ_CHAINS");
-  if (text != nullptr && *text != '\0') {
-    char* end = nullptr;
-    const long chains = std::strtol(text, &end, 10);
-    if (*end == '\0' && chains >= 1 && chains <= 64 && (chains & (chains - 1)) == 0) {
-      return std::countr_zero(static_cast<unsigned long>(chains));
-    }
-  }
-  constexpr int kKeysPerBlock = 128;  // the main kernels' key blocks (64 at d > 128)
-  const double key_blocks = std::ceil(static_cast<double>(params.seqlen_k) / kKeysPerBlock);
-  // floor(log2(sqrt(N))): N < 4 -> 1 chain, 4..15 -> 2, 16..63 -> 4, 64 and more -> 8.
-  int shift =
-      std::clamp(static_cast<int>(std::floor(0.5 * std::log2(std::max(key_blocks, 1.0)))), 0, 3);
-  const double slice_bytes =
-      static_cast<double>(params.heads_q) * rows_total(params) * width * sizeof(float);
-  while (shift > 0 && (1 << shift) * slice_bytes > 2.0 * (1 << 30)) --shift;
-  return shift;
-}
-
 BackwardWorkspaceLayout workspace_layout(const BackwardParams& params) {
-  const int width = tile_width(params.head_dim, params.head_dim_v);
-  return backward_workspace_layout(params.heads_q, rows_total(params), width, params.batch,
-                                   query_blocks(params), params.deterministic,
-                                   1 << dq_chain_shift(params, width));
+  return backward_workspace_layout(params.heads_q, rows_total(params),
+                                   tile_width(params.head_dim, params.head_dim_v), params.batch,
+                                   query_blocks(params), params.deterministic);
 }
 
 Status cuda_failure(const char* what, cudaError_t error) {
@@ -412,9 +379,6 @@ Status backward(const BackwardParams& params) {
       params.deterministic ? reinterpret_cast<int*>(workspace + layout.semaphores) : nullptr;
   args.rows_total = rows_total(params);
   args.dq_accum_width = width;
-  args.dq_chain_shift = dq_chain_shift(params, width);
-  args.dq_chains = 1 << args.dq_chain_shift;
-  args.dq_chain_stride = params.heads_q * args.rows_total * width;
   args.m_blocks = query_blocks(params);
   args.dq_scale = needs_extras(params) ? 1.0f : params.softmax_scale;
   args.vectorized_dout = vectorizable(params.dout, varlen);

@@ -33,18 +33,10 @@ struct BackwardKernelArgs {
   // packed row), slot = h * rows_total + r:
   float* lse_log2;      // [heads_q * rows_total]: the forward's LSE times log2(e)
   float* delta;         // [heads_q * rows_total]: rowsum(dO * O)
-  float* dq_accum;      // [dq_chains][heads_q * rows_total, dq_accum_width]: dQ in fp32, zeroed
-  int* semaphores;      // deterministic: [dq_chains][batch * heads_q * m_blocks], zeroed; else null
+  float* dq_accum;      // [heads_q * rows_total, dq_accum_width]: dQ in fp32, zeroed
+  int* semaphores;      // deterministic: [batch * heads_q * m_blocks], zeroed; else null
   int64_t rows_total;
   int dq_accum_width;   // the tile width
-  // Deterministic mode splits each query block's chain of key blocks (which add their dQ one
-  // after another in a fixed order) into dq_chains interleaved chains: key block n belongs to
-  // chain n mod dq_chains, which adds to its own slice of dq_accum (dq_chain_stride floats
-  // apart); the post-pass sums the slices in order. A power of two (2^dq_chain_shift: the
-  // kernel takes n mod dq_chains with a mask), 1 in the default mode.
-  int dq_chains;
-  int dq_chain_shift;
-  int64_t dq_chain_stride;
   int m_blocks;         // query blocks of the longest sequence
   float dq_scale;       // applied by the post-pass (the softmax scale, 1 with score modifiers)
 
@@ -63,7 +55,7 @@ struct BackwardWorkspaceLayout {
 
 BackwardWorkspaceLayout backward_workspace_layout(int64_t heads_q, int64_t rows_total,
                                                   int width, int64_t batch, int m_blocks,
-                                                  bool deterministic, int dq_chains);
+                                                  bool deterministic);
 
 // One compiled main-kernel instance (src/cuda/instances/backward_*.cu).
 template <DType kDType, int kWidth, bool kExtras>

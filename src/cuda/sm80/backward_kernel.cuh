@@ -97,11 +97,7 @@ struct BackwardConfig {
   static constexpr int kStatsOffset =
       2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + 2 * ScoreTile::kBytes;
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;
-  // Then the block's slice of dq_accum (its deterministic chain's), read back at each use by
-  // the spread-adds schedule: worked out in the loop or held in a register there, ptxas
-  // spilled 20-100 B at d256 (the burst schedule works it out in the loop without a spill).
-  static constexpr int kDqSliceOffset = kStatsOffset + kStatsBytes;
-  static constexpr int kSmemBytes = kDqSliceOffset + 8;
+  static constexpr int kSmemBytes = kStatsOffset + kStatsBytes;
 
   // The semaphores and the workspace are laid out per kBackwardBlockM rows: a step of whole
   // such blocks indexes within them. One thread per statistic copies LSE and delta.
@@ -165,7 +161,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   const uint32_t ds_tile = p_tile + ScoreTile::kBytes;
   // Per stage: kBlockM lse_log2 values then kBlockM delta values.
   const float* stats = reinterpret_cast<const float*>(smem + Config::kStatsOffset);
-  float* const* dq_slice = reinterpret_cast<float* const*>(smem + Config::kDqSliceOffset);
 
   // Deterministic: key blocks add their dQ in descending order, so the highest key block
   // (the one with the fewest query blocks under a causal mask) goes first and each block
@@ -254,10 +249,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       GlobalRows<const T>{v_base, a.v_row_stride, seq.len_k - n0, a.head_dim_v, a.vectorized_v});
   if (iterations > 0) load_query_tiles(Step{0, m_begin}, 0);
   cuda::cp_async_commit();
-  if (threadIdx.x == 0) {  // read after the loop's first barrier
-    *reinterpret_cast<float**>(smem + Config::kDqSliceOffset) =
-        args.dq_accum + (n_block & (args.dq_chains - 1)) * args.dq_chain_stride;
-  }
 
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
@@ -424,23 +415,19 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     const auto dkv_do_lanes = q_lanes_bt.shifted(stage_bytes + kDoFromQ);
     constexpr int kDkvSteps = (kBlockM / 16) * Dkv::kPairs;  // warp_gemm steps of dV (and dK)
     using DqTile = AccTile<Dq::kMTiles, 2 * Dq::kPairs>;
-    // Deterministic: the key blocks of one chain (n_block mod dq_chains, a power of two) add
-    // to this query block's slice one at a time, highest first. The semaphore counts warps done: a warp
-    // waits until every warp of the chain's key blocks before its own has added (warps own
-    // disjoint dQ elements, so each element's adds come in key-block order), and counts
-    // itself as soon as its own adds are out, without waiting for the block's next barrier.
+    // Deterministic: key blocks add to this query block one at a time, highest first. The
+    // semaphore counts warps done: a warp waits until every warp of the key blocks before
+    // its own has added (warps own disjoint dQ elements, so each element's adds come in
+    // key-block order), and counts itself as soon as its own adds are out, without waiting
+    // for the block's next barrier.
     int* semaphore = nullptr;
     auto wait_turn = [&] {
       if (args.semaphores != nullptr) {
         int first, last;
         key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
-        const int chain = n_block & (args.dq_chains - 1);
-        semaphore = args.semaphores +
-                    ((int64_t{chain} * a.batch + b) * a.heads_q + h) * args.m_blocks + m_block;
+        semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
         if (lane == 0) {
-          // The chain's key blocks above this one that see the query block: n_block + k *
-          // dq_chains for k >= 1, below `last`.
-          const int warps_before = ((last - 1 - n_block) >> args.dq_chain_shift) * Config::kWarps;
+          const int warps_before = (last - 1 - n_block) * Config::kWarps;
           while (cuda::load_acquire(semaphore) < warps_before) {
           }
         }
@@ -453,17 +440,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         if (lane == 0) cuda::add_release(semaphore, 1);
       }
     };
-    // This query tile's rows of the workspace (of this key block's chain's slice), from this
-    // warp's first column (worked out only once dQ is in registers: kept live across dV and
-    // dK it made ptxas spill).
+    // This query tile's rows of the workspace, from this warp's first column (worked out only
+    // once dQ is in registers: kept live across dV and dK it made ptxas spill).
     auto dq_workspace_rows = [&] {
-      float* slice = args.dq_accum;
-      if constexpr (Config::kSpreadDqAdds) {
-        slice = *dq_slice;
-      } else if (args.semaphores != nullptr) {
-        slice += (n_block & (args.dq_chains - 1)) * args.dq_chain_stride;
-      }
-      return slice + (slot_first + head * args.rows_total + m0) * args.dq_accum_width + dq_col0;
+      return args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width +
+             dq_col0;
     };
     // dQ = dS K, then (deterministic) this warp's turn: the workspace rows to add it to.
     auto dq_product = [&](DqTile& dq) {

@@ -111,18 +111,11 @@ __global__ void __launch_bounds__(kPassThreads)
   for (int index = static_cast<int>(threadIdx.x); index < rows * chunks; index += kPassThreads) {
     const int row = m0 + index / chunks;
     const int col = (index % chunks) * 8;
-    const float* accum = args.dq_accum + (slot0 + row) * args.dq_accum_width + col;
-    // The chains' slices, summed in a fixed order (deterministic mode's bits do not depend on
-    // which chain finished first).
-    float values[8] = {};
-    for (int chain = 0; chain < args.dq_chains; ++chain) {
-      const float4* from = reinterpret_cast<const float4*>(accum + chain * args.dq_chain_stride);
-      const float4 lo = from[0];
-      const float4 hi = from[1];
-      const float slice[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-#pragma unroll
-      for (int e = 0; e < 8; ++e) values[e] += slice[e];
-    }
+    const float4* from = reinterpret_cast<const float4*>(
+        args.dq_accum + (slot0 + row) * args.dq_accum_width + col);
+    const float4 lo = from[0];
+    const float4 hi = from[1];
+    const float values[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
     T converted[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) converted[e] = static_cast<T>(values[e] * args.dq_scale);
@@ -171,20 +164,16 @@ struct Finish {
 }  // namespace
 
 BackwardWorkspaceLayout backward_workspace_layout(int64_t heads_q, int64_t rows_total, int width,
-                                                  int64_t batch, int m_blocks, bool deterministic,
-                                                  int dq_chains) {
+                                                  int64_t batch, int m_blocks, bool deterministic) {
   BackwardWorkspaceLayout layout;
   const size_t slots = static_cast<size_t>(heads_q) * static_cast<size_t>(rows_total);
-  const size_t chains = static_cast<size_t>(dq_chains);
   layout.lse_log2 = 0;
   layout.delta = align_up(slots * sizeof(float));
   layout.dq_accum = layout.delta + align_up(slots * sizeof(float));
   layout.zeroed_begin = layout.dq_accum;
-  layout.semaphores =
-      layout.dq_accum + align_up(chains * slots * static_cast<size_t>(width) * sizeof(float));
+  layout.semaphores = layout.dq_accum + align_up(slots * static_cast<size_t>(width) * sizeof(float));
   const size_t semaphores =
-      deterministic ? chains * static_cast<size_t>(batch) * static_cast<size_t>(heads_q) * m_blocks
-                    : 0;
+      deterministic ? static_cast<size_t>(batch) * static_cast<size_t>(heads_q) * m_blocks : 0;
   // Never empty, so that a successful allocation always yields a pointer.
   layout.total = layout.semaphores + align_up(semaphores * sizeof(int)) + 256;
   return layout;
