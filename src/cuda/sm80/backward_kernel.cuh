@@ -78,14 +78,15 @@ struct BackwardConfig {
   // leaves them whole 16-column pairs, else along the rows.
   static constexpr bool kFourColumnWarps = (kWidth / 4) % 16 == 0;
   // dQ = dS K before dV and dK, its adds spread among dV's steps (else after dK, in one
-  // burst). Measured on the H200 (bench/NOTES.md, session 8), roomy: d64 +3-5%, d256 +2-3%;
-  // at d128 its 32 accumulators live across dV made ptxas spill 72-80 B and it lost ~1%.
-  // Compact kernels keep the burst (not measured). FLASHATTN_SM80_BWD_DQ_SPREAD=0 / 1 forces
-  // it off / on everywhere (A/B runs).
+  // burst). Measured on the H200 (bench/NOTES.md, sessions 8 and 9), roomy, default mode:
+  // d64 +3-6%, d256 +2-4%, d128 +0.1-0.8% (despite 72 B of spills there); deterministic mode:
+  // +6-15% (each warp's release of its turn waits for its adds to complete: spread, they had
+  // the dK product's time to). Compact kernels keep the burst (not measured).
+  // FLASHATTN_SM80_BWD_DQ_SPREAD=0 / 1 forces it off / on everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_BWD_DQ_SPREAD
   static constexpr bool kSpreadDqAdds = FLASHATTN_SM80_BWD_DQ_SPREAD != 0;
 #else
-  static constexpr bool kSpreadDqAdds = kRoomy && (kWidth <= 64 || kWidth > 128);
+  static constexpr bool kSpreadDqAdds = kRoomy;
 #endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
