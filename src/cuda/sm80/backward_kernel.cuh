@@ -474,20 +474,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       // stall samples).
       DqTile dq;
       float* const dq_rows = dq_product(dq);
-      // Over the first kSpan steps of dV: step k's adds are [k, k + 1) * kDqAdds / kSpan.
-      // FLASHATTN_SM80_BWD_DQ_SPAN=<steps> narrows the span (A/B runs; fewer steps free dQ's
-      // registers sooner).
-#ifdef FLASHATTN_SM80_BWD_DQ_SPAN
-      constexpr int kSpan =
-          FLASHATTN_SM80_BWD_DQ_SPAN < kDkvSteps ? FLASHATTN_SM80_BWD_DQ_SPAN : kDkvSteps;
-#else
-      constexpr int kSpan = kDkvSteps;
-#endif
+      // Over the steps of dV: step k's adds are [k, k + 1) * kDqAdds / kDkvSteps.
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
           dv_acc, a_columns(p_lanes_at), b_columns(dkv_do_lanes), [&](int step) {
-            if (step >= kSpan) return;
 #pragma unroll
-            for (int i = step * kDqAdds / kSpan; i < (step + 1) * kDqAdds / kSpan; ++i) {
+            for (int i = step * kDqAdds / kDkvSteps; i < (step + 1) * kDqAdds / kDkvSteps; ++i) {
               add_dq(dq, dq_rows, i);
             }
           });
