@@ -458,23 +458,24 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     int* semaphore = nullptr;
     auto wait_turn = [&] {
       if (args.semaphores != nullptr) {
+        // The key blocks that add to this query block before this one (worked out by every
+        // lane: inside the lane-0 branch below it made ptxas spill 24 B more at d128).
+        int blocks_before;
+        if (const int spacing = rotation_spacing(); spacing > 0) {
+          // Rotated: those whose walks reach it earlier. Walk n' starts at n' * spacing
+          // (relative to m_begin = 0): the ones started in (rotation, m_block], cyclically.
+          const int key_blocks = (seq.len_k + kBlockN - 1) / kBlockN;
+          const int last_started = min(m_block / spacing, key_blocks - 1);
+          blocks_before = m_block >= *rotation_slot ? last_started - n_block
+                                                    : key_blocks - n_block + last_started;
+        } else {
+          // Highest key block first: those above this one that see the query block.
+          int first, last;
+          key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
+          blocks_before = last - 1 - n_block;
+        }
         semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
         if (lane == 0) {
-          // The key blocks that add to this query block before this one.
-          int blocks_before;
-          if (const int spacing = rotation_spacing(); spacing > 0) {
-            // Rotated: those whose walks reach it earlier. Walk n' starts at n' * spacing
-            // (relative to m_begin = 0): the ones started in (rotation, m_block], cyclically.
-            const int key_blocks = (seq.len_k + kBlockN - 1) / kBlockN;
-            const int last_started = min(m_block / spacing, key_blocks - 1);
-            blocks_before = m_block >= *rotation_slot ? last_started - n_block
-                                               : key_blocks - n_block + last_started;
-          } else {
-            // Highest key block first: those above this one that see the query block.
-            int first, last;
-            key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
-            blocks_before = last - 1 - n_block;
-          }
           const int warps_before = blocks_before * Config::kWarps;
           while (cuda::load_acquire(semaphore) < warps_before) {
           }
