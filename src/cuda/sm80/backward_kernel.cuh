@@ -88,6 +88,18 @@ struct BackwardConfig {
 #else
   static constexpr bool kSpreadDqAdds = kRoomy;
 #endif
+  // Deterministic mode without a mask: key blocks walk the query blocks from rotated starts
+  // (BackwardKernelArgs::rotate_dq_order). Measured on the H200 (bench/NOTES.md, session 10),
+  // bf16, deterministic: d64 +12% / +6% at s1k / 4k, d256 +18% / +6%; default mode unchanged
+  // there. At d128 the rotation's code alone cost the default mode 3.5% (s1k, s4k) with the
+  // same spills, and the deterministic mode gained only at s1k: so d96 / d128 keep the plain
+  // walk, as do the compact kernels (not measured).
+  // FLASHATTN_SM80_BWD_ROTATE=0 / 1 forces it off / on everywhere (A/B runs).
+#ifdef FLASHATTN_SM80_BWD_ROTATE
+  static constexpr bool kRotateWalks = FLASHATTN_SM80_BWD_ROTATE != 0;
+#else
+  static constexpr bool kRotateWalks = kRoomy && (kTall || kWide);
+#endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
 
@@ -100,7 +112,7 @@ struct BackwardConfig {
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;
   // Then the rotation of the block's walk over the query blocks (rotate_dq_order).
   static constexpr int kRotationOffset = kStatsOffset + kStatsBytes;
-  static constexpr int kSmemBytes = kRotationOffset + 4;
+  static constexpr int kSmemBytes = kRotationOffset + (kRotateWalks ? 4 : 0);
 
   // The semaphores and the workspace are laid out per kBackwardBlockM rows: a step of whole
   // such blocks indexes within them. One thread per statistic copies LSE and delta.
@@ -207,12 +219,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   // Where this block's walk over the query blocks starts (per query head of the group): the
   // first, or rotated (BackwardKernelArgs::rotate_dq_order; no mask there, so every key
   // block of the sequence walks the same m_count blocks) by n_block * rotation_spacing.
-  // FLASHATTN_SM80_BWD_ROTATE=0 compiles the rotation out (A/B runs).
-#if defined(FLASHATTN_SM80_BWD_ROTATE) && FLASHATTN_SM80_BWD_ROTATE == 0
-  constexpr bool kRotate = false;
-#else
-  constexpr bool kRotate = true;
-#endif
+  constexpr bool kRotate = Config::kRotateWalks;
   auto rotation_spacing = [&] {
     const int key_blocks = (seq.len_k + kBlockN - 1) / kBlockN;
     return kRotate && args.rotate_dq_order && m_count >= key_blocks ? m_count / key_blocks : 0;
@@ -576,13 +583,17 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::Ok();
   BackwardKernelArgs launched = args;
   launched.rotate_dq_order = false;
-  if (args.semaphores != nullptr && a.window_left < 0 && a.window_right < 0) {
-    // Every key block of a sequence must be resident at once (one block per SM).
+  if (Config::kRotateWalks && args.semaphores != nullptr && a.window_left < 0 &&
+      a.window_right < 0) {
+    // Every key block of a sequence must be resident at once (one block per SM), else the
+    // walks could wait for blocks that cannot start. Half the SMs, because where a sequence
+    // fills the GPU on its own (d64 s16k: 128 key blocks) rotated walks measured 3.4% slower
+    // (every block on a different Q / dO tile instead of all close behind each other).
     int device = 0;
     int sms = 0;
     if (cudaGetDevice(&device) == cudaSuccess &&
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess) {
-      launched.rotate_dq_order = static_cast<int>(grid.x) <= sms;
+      launched.rotate_dq_order = 2 * static_cast<int>(grid.x) <= sms;
     }
   }
   return launch_with_shared_memory<&backward_kernel<T, kWidth, kExtras, kRoomy>>(
