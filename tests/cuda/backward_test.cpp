@@ -354,6 +354,25 @@ TEST(CudaBackwardDeterministic, VarlenDropoutGqaGivesTheSameBitsIn20Runs) {
   check_repeatable(dropout(varlen(b16, {{1023, 700}, {0, 33}, {300, 1500}}, 8, 2, 64), 0.15f), 20);
 }
 
+// Without a mask, key blocks walk the query blocks from rotated starts (n * spacing, the
+// spacing query blocks / key blocks), and each query block takes their adds in the order the
+// walks reach it (tile widths 64 and 256 on devices with the shared memory; BackwardConfig::
+// kRotateWalks): spacing 3 (5 key blocks, 16 query blocks), spacing 1 with GQA (the walk
+// wraps per query head), and varlen sequences that rotate (1000 x 300, 513 x 513) beside
+// ones that cannot (100 x 900: more key blocks than query blocks) and an empty one.
+TEST(CudaBackwardDeterministic, RotatedWalksGiveTheSameBitsIn5Runs) {
+  SKIP_WITHOUT_GPU();
+  for (const AttentionCase& row : {
+           dense(b16, 1, 1024, 300, 4, 4, 256),
+           dense(f16, 2, 700, 700, 4, 2, 64),
+           varlen(b16, {{1000, 300}, {100, 900}, {0, 50}, {513, 513}}, 4, 2, 256),
+       }) {
+    SCOPED_TRACE(row.name());
+    check_repeatable(row, 5);
+    if (stopped()) return;
+  }
+}
+
 // A caller workspace (dirty, of exactly the size asked for, then larger) gives the bits of a
 // library-allocated one, run after run.
 TEST(CudaBackwardDeterministic, CallerWorkspaceGivesTheLibraryWorkspaceBits) {

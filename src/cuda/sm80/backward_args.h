@@ -39,6 +39,12 @@ struct BackwardKernelArgs {
   int dq_accum_width;   // the tile width
   int m_blocks;         // query blocks of the longest sequence
   float dq_scale;       // applied by the post-pass (the softmax scale, 1 with score modifiers)
+  // Deterministic, no mask, every key block of a sequence resident at once (set at launch):
+  // key block n starts its walk over the query blocks at n * (query blocks / key blocks)
+  // and wraps around, and each query block takes the adds in the order the walks reach it,
+  // so in step with each other no block waits (else all start at the first query block and
+  // add highest key block first, each one waiting for the one above).
+  bool rotate_dq_order;
 
   bool vectorized_dout, vectorized_dq, vectorized_dk, vectorized_dv;
 };

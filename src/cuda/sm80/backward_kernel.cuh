@@ -88,6 +88,18 @@ struct BackwardConfig {
 #else
   static constexpr bool kSpreadDqAdds = kRoomy;
 #endif
+  // Deterministic mode without a mask: key blocks walk the query blocks from rotated starts
+  // (BackwardKernelArgs::rotate_dq_order). Measured on the H200 (bench/NOTES.md, session 10),
+  // bf16, deterministic: d64 +12% / +6% at s1k / 4k, d256 +18% / +6%; default mode unchanged
+  // there. At d128 the rotation's code alone cost the default mode 3.5% (s1k, s4k) with the
+  // same spills, and the deterministic mode gained only at s1k: so d96 / d128 keep the plain
+  // walk, as do the compact kernels (not measured).
+  // FLASHATTN_SM80_BWD_ROTATE=0 / 1 forces it off / on everywhere (A/B runs).
+#ifdef FLASHATTN_SM80_BWD_ROTATE
+  static constexpr bool kRotateWalks = FLASHATTN_SM80_BWD_ROTATE != 0;
+#else
+  static constexpr bool kRotateWalks = kRoomy && (kTall || kWide);
+#endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
 
@@ -98,7 +110,9 @@ struct BackwardConfig {
   static constexpr int kStatsOffset =
       2 * KvTile::kBytes + 2 * kStages * QTile::kBytes + 2 * ScoreTile::kBytes;
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;
-  static constexpr int kSmemBytes = kStatsOffset + kStatsBytes;
+  // Then the rotation of the block's walk over the query blocks (rotate_dq_order).
+  static constexpr int kRotationOffset = kStatsOffset + kStatsBytes;
+  static constexpr int kSmemBytes = kRotationOffset + (kRotateWalks ? 4 : 0);
 
   // The semaphores and the workspace are laid out per kBackwardBlockM rows: a step of whole
   // such blocks indexes within them. One thread per statistic copies LSE and delta.
@@ -168,6 +182,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   // stays one step behind the one above it instead of every block waiting for block 0. A
   // block waits only for higher key blocks, which get lower block indices and are launched
   // first: the wait cannot deadlock. Otherwise the lowest (under causal: heaviest) goes first.
+  // Rotated walks (rotate_dq_order) may wait for any key block of the sequence: the launch
+  // sets it only where all of them fit on the GPU at once, and blocks of earlier sequences
+  // and heads never wait for later ones, so those finish and make room.
   const int n_block = args.semaphores != nullptr ? static_cast<int>(gridDim.x - 1 - blockIdx.x)
                                                  : static_cast<int>(blockIdx.x);
   const int b = blockIdx.y;
@@ -199,6 +216,20 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   });
   const int m_count = m_end - m_begin;
   const int iterations = m_count * group;
+  // Where this block's walk over the query blocks starts (per query head of the group): the
+  // first, or rotated (BackwardKernelArgs::rotate_dq_order; no mask there, so every key
+  // block of the sequence walks the same m_count blocks) by n_block * rotation_spacing.
+  constexpr bool kRotate = Config::kRotateWalks;
+  auto rotation_spacing = [&] {
+    const int key_blocks = (seq.len_k + kBlockN - 1) / kBlockN;
+    return kRotate && args.rotate_dq_order && m_count >= key_blocks ? m_count / key_blocks : 0;
+  };
+  const int rotation = n_block * rotation_spacing();
+  const int* const rotation_slot =
+      reinterpret_cast<const int*>(smem + Config::kRotationOffset);
+  if (kRotate && threadIdx.x == 0) {  // read after the loop's first barrier
+    *reinterpret_cast<int*>(smem + Config::kRotationOffset) = rotation;
+  }
 
   const T* k_base = static_cast<const T*>(a.k) + seq.k_offset + n0 * a.k_row_stride;
   const T* v_base = static_cast<const T*>(a.v) + seq.v_offset + n0 * a.v_row_stride;
@@ -206,19 +237,27 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
                                                  args.dout_row_stride, args.dout_head_stride);
   const int64_t slot_first = workspace_slot0(args, seq, b, h_first);
 
-  // A step's query head (within the group) and query block: blocks inner, heads outer. Kept
-  // as counters (a division by m_count per step cost ~40 instructions of ~1000).
+  // A step's query head (within the group) and place in the walk over the query blocks:
+  // places inner, heads outer. Kept as counters (a division by m_count per step cost ~40
+  // instructions of ~1000).
   struct Step {
     int head;
-    int m_block;
+    int place;  // in [m_begin, m_end)
   };
   auto next_step = [&](Step step) {
-    return step.m_block + 1 == m_end ? Step{step.head + 1, m_begin}
-                                     : Step{step.head, step.m_block + 1};
+    return step.place + 1 == m_end ? Step{step.head + 1, m_begin} : Step{step.head, step.place + 1};
   };
-  auto load_query_tiles = [&](Step step, int stage) {
+  // The query block of a place: the place itself, or rotated by `rotation` (wrapping). The
+  // rotation is read back from shared memory: held in a register across the loop, it made
+  // ptxas spill 16-28 B more at d128.
+  auto query_block = [&](int place, int rotation) {
+    if (!kRotate) return place;
+    const int m = place + rotation;
+    return m >= m_end ? m - m_end + m_begin : m;
+  };
+  auto load_query_tiles = [&](Step step, int stage, int rotation) {
     const int head = step.head;
-    const int m0 = step.m_block * kBlockM;
+    const int m0 = query_block(step.place, rotation) * kBlockM;
     const T* q =
         static_cast<const T*>(a.q) + seq.q_offset + head * a.q_head_stride + m0 * a.q_row_stride;
     const T* dout = static_cast<const T*>(args.dout) + dout_offset0 + head * args.dout_head_stride +
@@ -248,7 +287,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   cuda::load_tile<kBlockN, kWidth, kThreads>(
       v_tile,
       GlobalRows<const T>{v_base, a.v_row_stride, seq.len_k - n0, a.head_dim_v, a.vectorized_v});
-  if (iterations > 0) load_query_tiles(Step{0, m_begin}, 0);
+  if (iterations > 0) load_query_tiles(Step{0, m_begin}, 0, rotation);
   cuda::cp_async_commit();
 
   const int warp = static_cast<int>(threadIdx.x) / 32;
@@ -291,8 +330,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   for (int iteration = 0; iteration < iterations; ++iteration, step = next_step(step)) {
     const int head = step.head;
     const int h = h_first + head;
-    const int m_block = step.m_block;
-    const int m0 = m_block * kBlockM;
     const int stage = kStages == 2 ? iteration % 2 : 0;
     const uint32_t stage_bytes = stage * QTile::kBytes;
     const float* lse_stage = stats + stage * 2 * kBlockM;
@@ -301,7 +338,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     if constexpr (kStages == 1) {
       if (iteration > 0) {
         __syncthreads();  // every warp is done with the previous tiles
-        load_query_tiles(step, 0);
+        load_query_tiles(step, 0, *rotation_slot);
         cuda::cp_async_commit();
       }
     }
@@ -309,10 +346,14 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     __syncthreads();  // this step's tiles have landed; the previous step is done everywhere
     if constexpr (kStages == 2) {
       if (iteration + 1 < iterations) {
-        load_query_tiles(next_step(step), (iteration + 1) % 2);
+        load_query_tiles(next_step(step), (iteration + 1) % 2, *rotation_slot);
         cuda::cp_async_commit();
       }
     }
+
+    // The rotation is read only now: thread 0 wrote it before the first barrier above.
+    const int m_block = query_block(step.place, *rotation_slot);
+    const int m0 = m_block * kBlockM;
 
     // ---- Phase 1: S = Q K^T and dP = dO V^T on this warp's queries x keys.
     const auto sdp_q_lanes = q_lanes_a.shifted(stage_bytes);
@@ -424,11 +465,25 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     int* semaphore = nullptr;
     auto wait_turn = [&] {
       if (args.semaphores != nullptr) {
-        int first, last;
-        key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
+        // The key blocks that add to this query block before this one (worked out by every
+        // lane: inside the lane-0 branch below it made ptxas spill 24 B more at d128).
+        int blocks_before;
+        if (const int spacing = rotation_spacing(); spacing > 0) {
+          // Rotated: those whose walks reach it earlier. Walk n' starts at n' * spacing
+          // (relative to m_begin = 0): the ones started in (rotation, m_block], cyclically.
+          const int key_blocks = (seq.len_k + kBlockN - 1) / kBlockN;
+          const int last_started = min(m_block / spacing, key_blocks - 1);
+          blocks_before = m_block >= *rotation_slot ? last_started - n_block
+                                                    : key_blocks - n_block + last_started;
+        } else {
+          // Highest key block first: those above this one that see the query block.
+          int first, last;
+          key_block_range<kBlockM, kBlockN>(mask, m_block, &first, &last);
+          blocks_before = last - 1 - n_block;
+        }
         semaphore = args.semaphores + (int64_t{b} * a.heads_q + h) * args.m_blocks + m_block;
         if (lane == 0) {
-          const int warps_before = (last - 1 - n_block) * Config::kWarps;
+          const int warps_before = blocks_before * Config::kWarps;
           while (cuda::load_acquire(semaphore) < warps_before) {
           }
         }
@@ -526,8 +581,23 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
   const ForwardKernelArgs& a = args.attention;
   const dim3 grid((a.seqlen_k + Config::kBlockN - 1) / Config::kBlockN, a.batch, a.heads_kv);
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::Ok();
+  BackwardKernelArgs launched = args;
+  launched.rotate_dq_order = false;
+  if (Config::kRotateWalks && args.semaphores != nullptr && a.window_left < 0 &&
+      a.window_right < 0) {
+    // Every key block of a sequence must be resident at once (one block per SM), else the
+    // walks could wait for blocks that cannot start. Half the SMs, because where a sequence
+    // fills the GPU on its own (d64 s16k: 128 key blocks) rotated walks measured 3.4% slower
+    // (every block on a different Q / dO tile instead of all close behind each other).
+    int device = 0;
+    int sms = 0;
+    if (cudaGetDevice(&device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess) {
+      launched.rotate_dq_order = 2 * static_cast<int>(grid.x) <= sms;
+    }
+  }
   return launch_with_shared_memory<&backward_kernel<T, kWidth, kExtras, kRoomy>>(
-      grid, Config::kThreads, Config::kSmemBytes, stream, args, "cuda backward");
+      grid, Config::kThreads, Config::kSmemBytes, stream, launched, "cuda backward");
 }
 
 // The roomy configuration where the device has the shared memory for it, else the other.
