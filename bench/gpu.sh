@@ -99,7 +99,7 @@ test_binaries() {
 # Small, sanitizer-sized cases of each binary.
 sanitize_filter() {
   case $1 in
-    forward_test) echo 'Small/*:Persistent/*:CudaForwardDropout*' ;;
+    forward_test) echo 'Small/*:CudaForwardDropout*' ;;
     backward_test) echo 'CudaBackwardSmall*:SmallBackward/*' ;;
   esac
 }

@@ -81,18 +81,6 @@ std::string case_name(const ::testing::TestParamInfo<AttentionCase>& info) {
 INSTANTIATE_TEST_SUITE_P(Small, CudaForward, ::testing::ValuesIn(small_rows()), case_name);
 INSTANTIATE_TEST_SUITE_P(Table, CudaForward, ::testing::ValuesIn(table()), case_name);
 
-// Tile width 256, fixed lengths, no mask and more tiles than SMs: on sm90 the persistent
-// kernel, each block walking tiles and copying the next one's Q, K and V during its last step.
-// One key block a tile (the first step is the last), two to three tiles a block with a short
-// last key block, unaligned rows (d231), more keys than queries and the other way, GQA.
-// Small enough for the sanitizers (bench/gpu.sh runs Persistent/* under them).
-INSTANTIATE_TEST_SUITE_P(Persistent, CudaForward,
-                         ::testing::Values(dense(b16, 2, 64, 40, 80, 80, 256),
-                                           dense(f16, 1, 200, 70, 150, 150, 256),
-                                           dense(b16, 4, 1000, 333, 8, 2, 256),
-                                           dense(f16, 3, 513, 1100, 16, 16, 231)),
-                         case_name);
-
 // Two runs with the same seed and offset give the same mask; another offset gives another.
 TEST(CudaForwardDropout, SameSeedSameMaskOtherOffsetOtherMask) {
   SKIP_WITHOUT_GPU();
