@@ -110,26 +110,16 @@ struct ForwardConfig {
   static constexpr int kSmemBytes = QTile::kBytes + 2 * kKvStages * KvTile::kBytes +
                                     (kPairSplit ? PTile::kBytes + kExchangeBytes : 0);
   static_assert(kKvStages == 1 || kKvStages == 2, "one or two K/V buffers");
-  // A persistent kernel (kernel parameter kPersistent) stages O through the last step's K/V
-  // buffer, Q's tile then holding the next tile's Q: two buffers whose one stage holds O.
-  static constexpr bool kCanPersist =
-      kKvStages == 2 && !kExtras && QTile::kBytes <= 2 * KvTile::kBytes;
 
   static_assert(kBlockM % (16 * kWarps) == 0, "each warp owns whole m16 tiles");
   static_assert(kBlockN % 16 == 0 && kWidth % 16 == 0, "k16 steps");
 };
 
-// kPersistent: fixed lengths, no mask (every tile the same work), one block per SM walking the
-// tiles blockIdx.x, + gridDim.x, ...: during the last step of a tile it copies the next tile's
-// Q, K and V, so that they land while this tile's softmax, P V and epilogue run, instead of
-// every block waiting for them in the open (at s512 a tile has only eight key blocks).
-template <typename T, int kWidth, bool kExtras, bool kRoomy, int kKvStages, bool kCompactPairs,
-          bool kPersistent>
+template <typename T, int kWidth, bool kExtras, bool kRoomy, int kKvStages, bool kCompactPairs>
 __global__ void __launch_bounds__(
     ForwardConfig<kWidth, kExtras, kRoomy, kKvStages, kCompactPairs>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardKernelArgs args) {
   using Config = ForwardConfig<kWidth, kExtras, kRoomy, kKvStages, kCompactPairs>;
-  static_assert(!kPersistent || Config::kCanPersist, "O staged through a K/V buffer");
   constexpr int kBlockM = Config::kBlockM;
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kThreads = Config::kThreads;
@@ -149,418 +139,312 @@ __global__ void __launch_bounds__(
   const uint32_t p_tile = q_tile + QTile::kBytes + kKvStages * kStageBytes;  // kPairSplit only
   const uint32_t exchange = p_tile + Config::PTile::kBytes;
 
-  // Offset of the current K/V stage from stage 0 (a persistent block's next tile starts in the
-  // stage after its last).
-  uint32_t stage_bytes = 0;
+  // With a causal / local mask the last query blocks see the most keys: start them first so
+  // that the short ones fill the tail of the grid.
+  const bool banded = args.window_left >= 0 || args.window_right >= 0;
+  const int m_block = banded ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : blockIdx.x;
+  const int b = blockIdx.y;
+  const int h = blockIdx.z;
+  const SequenceView seq = sequence_view(args, b, h);
+  const int m0 = m_block * kBlockM;
+  if (m0 >= seq.len_q) return;
 
-  // A tile's query block, batch and head: the block's own from the grid, or (kPersistent) from
-  // its place in the grid the persistent blocks walk (query blocks inner, heads outer).
-  struct TileCoords {
-    int m_block, b, h;
+  const MaskSpec mask{seq.len_q, seq.len_k, args.window_left, args.window_right};
+  const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
+  // Key blocks that some row of this tile can see; blocks outside are skipped entirely.
+  const int64_t col_begin = mask.first_col(m0);
+  const int64_t col_end = mask.last_col(row_last);
+  const int n_block_min = static_cast<int>(col_begin / kBlockN);
+  const int n_block_max =
+      col_end > col_begin ? static_cast<int>((col_end + kBlockN - 1) / kBlockN) : n_block_min;
+
+  const T* q_base = static_cast<const T*>(args.q) + seq.q_offset;
+  const T* k_base = static_cast<const T*>(args.k) + seq.k_offset;
+  const T* v_base = static_cast<const T*>(args.v) + seq.v_offset;
+  const int qk_cols = args.head_dim;
+  auto k_rows = [&](int n_block) {
+    const int n0 = n_block * kBlockN;
+    return GlobalRows<const T>{k_base + n0 * args.k_row_stride, args.k_row_stride, seq.len_k - n0,
+                               qk_cols, args.vectorized_k};
   };
-  const int m_blocks = (args.seqlen_q + kBlockM - 1) / kBlockM;
-  auto tile_coords = [&](int tile) {
-    return TileCoords{tile % m_blocks, (tile / m_blocks) % args.batch,
-                      tile / m_blocks / args.batch};
+  auto v_rows = [&](int n_block) {
+    const int n0 = n_block * kBlockN;
+    return GlobalRows<const T>{v_base + n0 * args.v_row_stride, args.v_row_stride, seq.len_k - n0,
+                               args.head_dim_v, args.vectorized_v};
   };
-  const int tiles = kPersistent ? m_blocks * args.batch * args.heads_q : 1;
-  bool block_first_tile = true;  // its Q and first K/V not copied during a previous tile
-  for (int tile = kPersistent ? static_cast<int>(blockIdx.x) : 0;;) {
-    // With a causal / local mask the last query blocks see the most keys: start them first so
-    // that the short ones fill the tail of the grid.
-    const bool banded = args.window_left >= 0 || args.window_right >= 0;
-    const TileCoords coords =
-        kPersistent ? tile_coords(tile)
-                    : TileCoords{banded ? static_cast<int>(gridDim.x - 1 - blockIdx.x)
-                                        : static_cast<int>(blockIdx.x),
-                                 static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z)};
-    const int m_block = coords.m_block;
-    const int b = coords.b;
-    const int h = coords.h;
-    const SequenceView seq = sequence_view(args, b, h);
-    const int m0 = m_block * kBlockM;
-    if (m0 >= seq.len_q) return;  // never with kPersistent (fixed lengths)
 
-    const MaskSpec mask{seq.len_q, seq.len_k, args.window_left, args.window_right};
-    const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
-    // Key blocks that some row of this tile can see; blocks outside are skipped entirely.
-    const int64_t col_begin = mask.first_col(m0);
-    const int64_t col_end = mask.last_col(row_last);
-    const int n_block_min = static_cast<int>(col_begin / kBlockN);
-    const int n_block_max =
-        col_end > col_begin ? static_cast<int>((col_end + kBlockN - 1) / kBlockN) : n_block_min;
+  cuda::load_tile<kBlockM, kWidth, kThreads>(
+      q_tile, GlobalRows<const T>{q_base + m0 * args.q_row_stride, args.q_row_stride,
+                                  seq.len_q - m0, qk_cols, args.vectorized_q});
+  if (n_block_max > n_block_min) {
+    cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block_max - 1));
+  }
+  cuda::cp_async_commit();
 
-    const T* q_base = static_cast<const T*>(args.q) + seq.q_offset;
-    const T* k_base = static_cast<const T*>(args.k) + seq.k_offset;
-    const T* v_base = static_cast<const T*>(args.v) + seq.v_offset;
-    const int qk_cols = args.head_dim;
-    auto k_rows = [&](int n_block) {
-      const int n0 = n_block * kBlockN;
-      return GlobalRows<const T>{k_base + n0 * args.k_row_stride, args.k_row_stride, seq.len_k - n0,
-                                 qk_cols, args.vectorized_k};
-    };
-    auto v_rows = [&](int n_block) {
-      const int n0 = n_block * kBlockN;
-      return GlobalRows<const T>{v_base + n0 * args.v_row_stride, args.v_row_stride, seq.len_k - n0,
-                                 args.head_dim_v, args.vectorized_v};
-    };
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  // With kPairSplit, warps 2i and 2i + 1 share rows; half 0 / 1 takes the first / second half
+  // of each key block for S and of the head dim for O.
+  const int half = kPairSplit ? warp % 2 : 0;
+  const int warp_row0 = (kPairSplit ? warp / 2 : warp) * kMTiles * 16;  // first tile row
+  const int key0 = half * Config::kWarpKeys;  // this warp's first key of a block, for S
+  const int g = lane / 4;
+  const int t = lane % 4;
 
-    if (block_first_tile) {
-      cuda::load_tile<kBlockM, kWidth, kThreads>(
-          q_tile, GlobalRows<const T>{q_base + m0 * args.q_row_stride, args.q_row_stride,
-                                      seq.len_q - m0, qk_cols, args.vectorized_q});
-      if (n_block_max > n_block_min) {
-        cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block_max - 1));
-      }
-      cuda::cp_async_commit();
+  constexpr float kLog2e = 1.4426950408889634f;
+  const float multiplier = kExtras ? 1.0f : args.softmax_scale * kLog2e;
+  const int64_t diagonal = mask.diagonal();
+  float alibi_slope = 0.0f;
+  if constexpr (kExtras) {
+    if (args.alibi_slopes != nullptr) {
+      alibi_slope = args.alibi_slopes[b * args.alibi_batch_stride + h];
     }
+  }
+  const bool dropout = kExtras && args.dropout_p > 0.0f;
+  const uint32_t batch_head = static_cast<uint32_t>(b * args.heads_q + h);
 
-    const int warp = static_cast<int>(threadIdx.x) / 32;
-    const int lane = static_cast<int>(threadIdx.x) % 32;
-    // With kPairSplit, warps 2i and 2i + 1 share rows; half 0 / 1 takes the first / second half
-    // of each key block for S and of the head dim for O.
-    const int half = kPairSplit ? warp % 2 : 0;
-    const int warp_row0 = (kPairSplit ? warp / 2 : warp) * kMTiles * 16;  // first tile row
-    const int key0 = half * Config::kWarpKeys;  // this warp's first key of a block, for S
-    const int g = lane / 4;
-    const int t = lane % 4;
+  const auto q_lanes = QTile::lane_addresses(q_tile, warp_row0 + lane % 16, lane / 16);
+  // K and V lanes of the current stage: moved to the other stage after each step (moving one
+  // set rather than keeping one per stage saves the registers the d128 kernel spilled).
+  auto k_lanes = KvTile::lane_addresses(k_tile, key0 + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  auto v_lanes = KvTile::lane_addresses(v_tile, lane % 16, lane / 16 + half * kDTiles);
+  uint32_t stage_bytes = 0;  // offset of the current stage from stage 0
 
-    constexpr float kLog2e = 1.4426950408889634f;
-    const float multiplier = kExtras ? 1.0f : args.softmax_scale * kLog2e;
-    const int64_t diagonal = mask.diagonal();
-    float alibi_slope = 0.0f;
-    if constexpr (kExtras) {
-      if (args.alibi_slopes != nullptr) {
-        alibi_slope = args.alibi_slopes[b * args.alibi_batch_stride + h];
-      }
-    }
-    const bool dropout = kExtras && args.dropout_p > 0.0f;
-    const uint32_t batch_head = static_cast<uint32_t>(b * args.heads_q + h);
+  AccTile<kMTiles, kDTiles> o;
+  o.zero();
+  OnlineSoftmax<kMTiles> softmax;
+  softmax.init();
 
-    const auto q_lanes = QTile::lane_addresses(q_tile, warp_row0 + lane % 16, lane / 16);
-    // K and V lanes of the current stage: moved to the other stage after each step (moving one
-    // set rather than keeping one per stage saves the registers the d128 kernel spilled).
-    auto k_lanes = KvTile::lane_addresses(k_tile + stage_bytes, key0 + lane % 8 + (lane / 16) * 8,
-                                          (lane / 8) % 2);
-    auto v_lanes =
-        KvTile::lane_addresses(v_tile + stage_bytes, lane % 16, lane / 16 + half * kDTiles);
-
-    AccTile<kMTiles, kDTiles> o;
-    o.zero();
-    OnlineSoftmax<kMTiles> softmax;
-    softmax.init();
-
-    // kPairSplit: the pair's own barrier, and one value per row folded with the other warp's
-    // through the exchange slots. Each slot is rewritten only after the next pair barrier, by
-    // which time the other warp has read it.
-    auto pair_sync = [&] { cuda::named_barrier_sync<64>(1 + warp / 2); };
-    // fold: the max (take_max) or the sum of the two warps' values.
-    auto pair_exchange = [&](float(&values)[kMTiles][2], bool take_max) {
-      auto slot = [&](int m, int hh, int which) {
-        return exchange +
-               static_cast<uint32_t>(((warp_row0 + m * 16 + g + hh * 8) * 2 + which) * 4);
-      };
-      if (t == 0) {
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) cuda::st_shared_f32(slot(m, hh, half), values[m][hh]);
-      }
-      pair_sync();
+  // kPairSplit: the pair's own barrier, and one value per row folded with the other warp's
+  // through the exchange slots. Each slot is rewritten only after the next pair barrier, by
+  // which time the other warp has read it.
+  auto pair_sync = [&] { cuda::named_barrier_sync<64>(1 + warp / 2); };
+  // fold: the max (take_max) or the sum of the two warps' values.
+  auto pair_exchange = [&](float(&values)[kMTiles][2], bool take_max) {
+    auto slot = [&](int m, int hh, int which) {
+      return exchange + static_cast<uint32_t>(((warp_row0 + m * 16 + g + hh * 8) * 2 + which) * 4);
+    };
+    if (t == 0) {
 #pragma unroll
       for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const float other = cuda::ld_shared_f32(slot(m, hh, 1 - half));
-          values[m][hh] = take_max ? fmaxf(values[m][hh], other) : values[m][hh] + other;
-        }
-    };
+        for (int hh = 0; hh < 2; ++hh) cuda::st_shared_f32(slot(m, hh, half), values[m][hh]);
+    }
+    pair_sync();
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const float other = cuda::ld_shared_f32(slot(m, hh, 1 - half));
+        values[m][hh] = take_max ? fmaxf(values[m][hh], other) : values[m][hh] + other;
+      }
+  };
 
-    for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
-      const int n0 = n_block * kBlockN;
-      // The first step runs the one-buffer schedule whatever kKvStages (its V copied during
-      // S = Q K^T, not waited for with Q and K before the first product: that wait, a step's
-      // worth of copies with nothing to hide them, cost the short sequences ~5%).
-      const bool first = block_first_tile && n_block == n_block_max - 1;
-      cuda::cp_async_wait<0>();
-      auto load_next_kv = [&] {
-        if (n_block > n_block_min) {
-          const uint32_t next = kStageBytes - stage_bytes;
-          cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile + next, k_rows(n_block - 1));
-          cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile + next, v_rows(n_block - 1));
-          cuda::cp_async_commit();
-        }
-      };
-      // K(n) has landed (two buffers, after the first step: V(n) too), and every warp is done
-      // with the previous step's buffers.
-      __syncthreads();
-      const bool one_buffer_step = kKvStages == 1 || first;
-      if (one_buffer_step) {
-        cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
+  for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
+    const int n0 = n_block * kBlockN;
+    // The first step runs the one-buffer schedule whatever kKvStages (its V copied during
+    // S = Q K^T, not waited for with Q and K before the first product: that wait, a step's
+    // worth of copies with nothing to hide them, cost the short sequences ~5%).
+    const bool first = n_block == n_block_max - 1;
+    cuda::cp_async_wait<0>();
+    auto load_next_kv = [&] {
+      if (n_block > n_block_min) {
+        const uint32_t next = kStageBytes - stage_bytes;
+        cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile + next, k_rows(n_block - 1));
+        cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile + next, v_rows(n_block - 1));
         cuda::cp_async_commit();
       }
-      if constexpr (kKvStages == 2 && Config::kCopyNextAtTop) load_next_kv();
-
-      AccTile<kMTiles, kNTiles> s;
-      s.zero();
-      gemm_qk<T, kWidth, Config::kPrefetch>(s, q_lanes, k_lanes);
-
-      // Score modifiers everywhere (extras), the mask only on blocks that cross a boundary.
-      const bool needs_mask =
-          n0 + kBlockN > seq.len_k ||
-          (args.window_right >= 0 && n0 + kBlockN - 1 > m0 + diagonal + args.window_right) ||
-          (args.window_left >= 0 && n0 < row_last + diagonal - args.window_left);
-      if constexpr (kExtras) {
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-          for (int n = 0; n < kNTiles; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int row = m0 + warp_row0 + m * 16 + g + (e / 2) * 8;
-              const int col = n0 + key0 + n * 8 + 2 * t + e % 2;
-              const float bias = alibi_bias(alibi_slope, row, col, diagonal);
-              s.v[m][n][e] =
-                  modified_score(s.v[m][n][e], args.softmax_scale, args.softcap, bias) * kLog2e;
-            }
-      }
-      if (needs_mask) {
-        // Each row sees the key range [first_col, last_col) of the shared MaskSpec.
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
-            const int first = static_cast<int>(mask.first_col(row)) - n0 - key0 - 2 * t;
-            const int last = static_cast<int>(mask.last_col(row)) - n0 - key0 - 2 * t;
-#pragma unroll
-            for (int n = 0; n < kNTiles; ++n)
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const int col = n * 8 + e;  // relative to n0 + key0 + 2t
-                if (col < first || col >= last) s.v[m][n][2 * hh + e] = -INFINITY;
-              }
-          }
-      }
-
-      if (one_buffer_step) {
-        // V(n) has landed (the next block's copy, if issued at the top, may still be in flight),
-        // and with one buffer every warp is done reading K(n).
-        if (kKvStages == 2 && Config::kCopyNextAtTop && n_block > n_block_min) {
-          cuda::cp_async_wait<1>();
-        } else {
-          cuda::cp_async_wait<0>();
-        }
-        __syncthreads();
-      }
-      auto load_next_k = [&] {
-        if (kKvStages == 1 && n_block > n_block_min) {
-          cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block - 1));
-          cuda::cp_async_commit();
-        }
-      };
-      if constexpr (Config::kEarlyKLoad) load_next_k();
-      if constexpr (kPairSplit) {
-        // The row max over both halves of the block: both warps then scale alike.
-        float new_max[kMTiles][2];
-        softmax.tile_max(s, new_max);
-        pair_exchange(new_max, /*take_max=*/true);
-        softmax.apply(s, o, multiplier, new_max);
-      } else {
-        softmax.update(s, o, multiplier);
-      }
-
-      if (dropout) {
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
-#pragma unroll
-            for (int n = 0; n < kNTiles; ++n) {
-              const int col = n0 + key0 + n * 8 + 2 * t;  // even: both share one Philox call
-              // Resolved at the use: kept in registers across the loop, the key cost the extras
-              // kernels spills; the pointer and the scalars are launch parameters.
-              const DropoutKey philox_key =
-                  dropout_key(args.dropout_seed_offset, args.dropout_seed, args.dropout_offset);
-              const Philox4 words =
-                  dropout_random_words(philox_key.seed, philox_key.offset, batch_head,
-                                       static_cast<uint32_t>(row), static_cast<uint32_t>(col) >> 2);
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const bool kept = philox_word(words, (col + e) & 3) < args.keep_threshold;
-                if (!kept) s.v[m][n][2 * hh + e] = 0.0f;
-                if (args.dropout_mask != nullptr && row < seq.len_q && col + e < seq.len_k) {
-                  const int64_t index =
-                      ((int64_t{batch_head} * args.seqlen_q + row) * args.seqlen_k) + col + e;
-                  args.dropout_mask[index] = kept && mask.visible(row, col + e) ? 1 : 0;
-                }
-              }
-            }
-          }
-      }
-
-      uint32_t p[kMTiles][kNTiles / 2][4];
-      cuda::to_a_fragments<T>(s, p);
-      if constexpr (kPairSplit) {
-        // This warp's half of P to the pair's tile, for the other warp's P V.
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-          for (int j = 0; j < kNTiles / 2; ++j)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              const int row = warp_row0 + m * 16 + g + (r % 2) * 8;
-              const int chunk = (key0 + 16 * j) / 8 + r / 2;
-              cuda::st_shared_b32(p_tile + Config::PTile::offset(row, chunk) + 4 * t, p[m][j][r]);
-            }
-      }
-      if constexpr (!Config::kEarlyKLoad) load_next_k();
-      if constexpr (kKvStages == 2 && !Config::kCopyNextAtTop) load_next_kv();
-      if constexpr (kPersistent) {
-        // The last step: the next tile's Q to Q's tile (every warp is past S = Q K^T once all
-        // are here) and its first K and V to the other stage, to land during P V and the
-        // epilogue. The same key blocks as this tile (fixed lengths, no mask).
-        if (n_block == n_block_min && tile + static_cast<int>(gridDim.x) < tiles) {
-          const TileCoords next = tile_coords(tile + static_cast<int>(gridDim.x));
-          const SequenceView next_seq = sequence_view(args, next.b, next.h);
-          const int next_m0 = next.m_block * kBlockM;
-          const int last_n0 = (n_block_max - 1) * kBlockN;
-          const uint32_t other = kStageBytes - stage_bytes;
-          __syncthreads();
-          cuda::load_tile<kBlockM, kWidth, kThreads>(
-              q_tile,
-              GlobalRows<const T>{
-                  static_cast<const T*>(args.q) + next_seq.q_offset + next_m0 * args.q_row_stride,
-                  args.q_row_stride, next_seq.len_q - next_m0, qk_cols, args.vectorized_q});
-          cuda::load_tile<kBlockN, kWidth, kThreads>(
-              k_tile + other,
-              GlobalRows<const T>{
-                  static_cast<const T*>(args.k) + next_seq.k_offset + last_n0 * args.k_row_stride,
-                  args.k_row_stride, next_seq.len_k - last_n0, qk_cols, args.vectorized_k});
-          cuda::load_tile<kBlockN, kWidth, kThreads>(
-              v_tile + other,
-              GlobalRows<const T>{
-                  static_cast<const T*>(args.v) + next_seq.v_offset + last_n0 * args.v_row_stride,
-                  args.v_row_stride, next_seq.len_k - last_n0, args.head_dim_v, args.vectorized_v});
-          cuda::cp_async_commit();
-        }
-      }
-      // V's rows of this warp's keys (kPairSplit: its half of the block; else all of it).
-      gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes.shifted(key0 * 128));
-      if constexpr (kPairSplit) {
-        // The other warp's half of P, then its keys' rows of V.
-        pair_sync();
-        const int other_key0 = Config::kWarpKeys - key0;
-        const auto p_lanes = Config::PTile::lane_addresses(p_tile, warp_row0 + lane % 16,
-                                                           lane / 16 + other_key0 / 8);
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-          for (int j = 0; j < kNTiles / 2; ++j)
-            cuda::ldmatrix_x4(p[m][j], p_lanes.at(16 * m, 2 * j));
-        gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes.shifted(other_key0 * 128));
-      }
-      if constexpr (kKvStages == 2) {
-        const uint32_t to_other = stage_bytes == 0 ? kStageBytes : 0u - kStageBytes;
-        stage_bytes += to_other;
-        k_lanes = k_lanes.shifted(to_other);
-        v_lanes = v_lanes.shifted(to_other);
-      }
+    };
+    // K(n) has landed (two buffers, after the first step: V(n) too), and every warp is done
+    // with the previous step's buffers.
+    __syncthreads();
+    const bool one_buffer_step = kKvStages == 1 || first;
+    if (one_buffer_step) {
+      cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
+      cuda::cp_async_commit();
     }
+    if constexpr (kKvStages == 2 && Config::kCopyNextAtTop) load_next_kv();
 
-    // Epilogue: normalise once, write LSE, stage O through this warp's own Q rows in shared
-    // memory (no other warp reads them) so that the global stores are 16-byte and coalesced.
-    float lse[kMTiles][2];
-    const float keep_scale = dropout ? 1.0f / (1.0f - args.dropout_p) : 1.0f;
-    if constexpr (kPairSplit) {
-      float sums[kMTiles][2];  // each warp's sums cover its half of the keys
-      softmax.row_sums(sums);
-      pair_exchange(sums, /*take_max=*/false);
-      softmax.finish(o, multiplier, keep_scale, lse, sums);
-    } else {
-      softmax.finish(o, multiplier, keep_scale, lse);
+    AccTile<kMTiles, kNTiles> s;
+    s.zero();
+    gemm_qk<T, kWidth, Config::kPrefetch>(s, q_lanes, k_lanes);
+
+    // Score modifiers everywhere (extras), the mask only on blocks that cross a boundary.
+    const bool needs_mask =
+        n0 + kBlockN > seq.len_k ||
+        (args.window_right >= 0 && n0 + kBlockN - 1 > m0 + diagonal + args.window_right) ||
+        (args.window_left >= 0 && n0 < row_last + diagonal - args.window_left);
+    if constexpr (kExtras) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int row = m0 + warp_row0 + m * 16 + g + (e / 2) * 8;
+            const int col = n0 + key0 + n * 8 + 2 * t + e % 2;
+            const float bias = alibi_bias(alibi_slope, row, col, diagonal);
+            s.v[m][n][e] =
+                modified_score(s.v[m][n][e], args.softmax_scale, args.softcap, bias) * kLog2e;
+          }
     }
-    if (args.lse != nullptr && t == 0 && half == 0) {
-      const int64_t lse_base = lse_offset(args, seq, b, h);
+    if (needs_mask) {
+      // Each row sees the key range [first_col, last_col) of the shared MaskSpec.
 #pragma unroll
       for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
           const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
-          if (row < seq.len_q) args.lse[lse_base + row] = lse[m][hh];
+          const int first = static_cast<int>(mask.first_col(row)) - n0 - key0 - 2 * t;
+          const int last = static_cast<int>(mask.last_col(row)) - n0 - key0 - 2 * t;
+#pragma unroll
+          for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int col = n * 8 + e;  // relative to n0 + key0 + 2t
+              if (col < first || col >= last) s.v[m][n][2 * hh + e] = -INFINITY;
+            }
         }
     }
-    // O goes through Q's tile, or (kPersistent, where Q's tile already takes the next tile's Q)
-    // through the last step's K/V buffer, which every warp is done with after this barrier.
-    uint32_t o_tile = q_tile;
-    if constexpr (kPersistent) {
-      o_tile = k_tile + (kStageBytes - stage_bytes);  // stage_bytes: already the next stage
-    } else {
-      cuda::cp_async_wait<0>();  // with no key block to visit, Q's copies may be in flight
+
+    if (one_buffer_step) {
+      // V(n) has landed (the next block's copy, if issued at the top, may still be in flight),
+      // and with one buffer every warp is done reading K(n).
+      if (kKvStages == 2 && Config::kCopyNextAtTop && n_block > n_block_min) {
+        cuda::cp_async_wait<1>();
+      } else {
+        cuda::cp_async_wait<0>();
+      }
+      __syncthreads();
     }
-    __syncthreads();
-    cuda::store_to_tile<QTile, T>(o_tile, o, warp_row0, half * kDTiles);
-    __syncthreads();
-    T* out_base = static_cast<T*>(args.out) + seq.out_offset;
-    cuda::store_tile<kBlockM, kWidth, kThreads>(
-        o_tile, GlobalRows<T>{out_base + m0 * args.out_row_stride, args.out_row_stride,
-                              seq.len_q - m0, args.head_dim_v, args.vectorized_out});
-    if constexpr (!kPersistent) break;
-    tile += static_cast<int>(gridDim.x);
-    if (tile >= tiles) break;
-    block_first_tile = false;
-    // The next tile's first step overwrites this O with its next K / V only after its top
-    // barrier, by which time every thread has stored its rows.
+    auto load_next_k = [&] {
+      if (kKvStages == 1 && n_block > n_block_min) {
+        cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block - 1));
+        cuda::cp_async_commit();
+      }
+    };
+    if constexpr (Config::kEarlyKLoad) load_next_k();
+    if constexpr (kPairSplit) {
+      // The row max over both halves of the block: both warps then scale alike.
+      float new_max[kMTiles][2];
+      softmax.tile_max(s, new_max);
+      pair_exchange(new_max, /*take_max=*/true);
+      softmax.apply(s, o, multiplier, new_max);
+    } else {
+      softmax.update(s, o, multiplier);
+    }
+
+    if (dropout) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
+#pragma unroll
+          for (int n = 0; n < kNTiles; ++n) {
+            const int col = n0 + key0 + n * 8 + 2 * t;  // even: both share one Philox call
+            // Resolved at the use: kept in registers across the loop, the key cost the extras
+            // kernels spills; the pointer and the scalars are launch parameters.
+            const DropoutKey philox_key =
+                dropout_key(args.dropout_seed_offset, args.dropout_seed, args.dropout_offset);
+            const Philox4 words =
+                dropout_random_words(philox_key.seed, philox_key.offset, batch_head,
+                                     static_cast<uint32_t>(row), static_cast<uint32_t>(col) >> 2);
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const bool kept = philox_word(words, (col + e) & 3) < args.keep_threshold;
+              if (!kept) s.v[m][n][2 * hh + e] = 0.0f;
+              if (args.dropout_mask != nullptr && row < seq.len_q && col + e < seq.len_k) {
+                const int64_t index =
+                    ((int64_t{batch_head} * args.seqlen_q + row) * args.seqlen_k) + col + e;
+                args.dropout_mask[index] = kept && mask.visible(row, col + e) ? 1 : 0;
+              }
+            }
+          }
+        }
+    }
+
+    uint32_t p[kMTiles][kNTiles / 2][4];
+    cuda::to_a_fragments<T>(s, p);
+    if constexpr (kPairSplit) {
+      // This warp's half of P to the pair's tile, for the other warp's P V.
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int j = 0; j < kNTiles / 2; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int row = warp_row0 + m * 16 + g + (r % 2) * 8;
+            const int chunk = (key0 + 16 * j) / 8 + r / 2;
+            cuda::st_shared_b32(p_tile + Config::PTile::offset(row, chunk) + 4 * t, p[m][j][r]);
+          }
+    }
+    if constexpr (!Config::kEarlyKLoad) load_next_k();
+    if constexpr (kKvStages == 2 && !Config::kCopyNextAtTop) load_next_kv();
+    // V's rows of this warp's keys (kPairSplit: its half of the block; else all of it).
+    gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes.shifted(key0 * 128));
+    if constexpr (kPairSplit) {
+      // The other warp's half of P, then its keys' rows of V.
+      pair_sync();
+      const int other_key0 = Config::kWarpKeys - key0;
+      const auto p_lanes =
+          Config::PTile::lane_addresses(p_tile, warp_row0 + lane % 16, lane / 16 + other_key0 / 8);
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int j = 0; j < kNTiles / 2; ++j) cuda::ldmatrix_x4(p[m][j], p_lanes.at(16 * m, 2 * j));
+      gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes.shifted(other_key0 * 128));
+    }
+    if constexpr (kKvStages == 2) {
+      const uint32_t to_other = stage_bytes == 0 ? kStageBytes : 0u - kStageBytes;
+      stage_bytes += to_other;
+      k_lanes = k_lanes.shifted(to_other);
+      v_lanes = v_lanes.shifted(to_other);
+    }
   }
+
+  // Epilogue: normalise once, write LSE, stage O through this warp's own Q rows in shared
+  // memory (no other warp reads them) so that the global stores are 16-byte and coalesced.
+  float lse[kMTiles][2];
+  const float keep_scale = dropout ? 1.0f / (1.0f - args.dropout_p) : 1.0f;
+  if constexpr (kPairSplit) {
+    float sums[kMTiles][2];  // each warp's sums cover its half of the keys
+    softmax.row_sums(sums);
+    pair_exchange(sums, /*take_max=*/false);
+    softmax.finish(o, multiplier, keep_scale, lse, sums);
+  } else {
+    softmax.finish(o, multiplier, keep_scale, lse);
+  }
+  if (args.lse != nullptr && t == 0 && half == 0) {
+    const int64_t lse_base = lse_offset(args, seq, b, h);
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
+        if (row < seq.len_q) args.lse[lse_base + row] = lse[m][hh];
+      }
+  }
+  cuda::cp_async_wait<0>();
+  __syncthreads();  // with no key block to visit, Q's copies (by every thread) may be in flight
+  cuda::store_to_tile<QTile, T>(q_tile, o, warp_row0, half * kDTiles);
+  __syncthreads();
+  T* out_base = static_cast<T*>(args.out) + seq.out_offset;
+  cuda::store_tile<kBlockM, kWidth, kThreads>(
+      q_tile, GlobalRows<T>{out_base + m0 * args.out_row_stride, args.out_row_stride,
+                            seq.len_q - m0, args.head_dim_v, args.vectorized_out});
 }
 
-// persistent_blocks > 0: the persistent kernel on that many blocks (at most one per tile).
 template <DType kDType, int kWidth, bool kExtras, bool kRoomy, int kKvStages = 1,
-          bool kCompactPairs = false, bool kPersistent = false>
-Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream,
-                             int persistent_blocks = 0) {
+          bool kCompactPairs = false>
+Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Config = ForwardConfig<kWidth, kExtras, kRoomy, kKvStages, kCompactPairs>;
   using T = typename ElementOf<kDType>::type;
-  const int m_blocks = (args.seqlen_q + Config::kBlockM - 1) / Config::kBlockM;
-  const dim3 grid = kPersistent
-                        ? dim3(std::min<int64_t>(persistent_blocks,
-                                                 int64_t{m_blocks} * args.batch * args.heads_q))
-                        : dim3(m_blocks, args.batch, args.heads_q);
+  const dim3 grid((args.seqlen_q + Config::kBlockM - 1) / Config::kBlockM, args.batch,
+                  args.heads_q);
   return launch_with_shared_memory<
-      &forward_kernel<T, kWidth, kExtras, kRoomy, kKvStages, kCompactPairs, kPersistent>>(
+      &forward_kernel<T, kWidth, kExtras, kRoomy, kKvStages, kCompactPairs>>(
       grid, Config::kThreads, Config::kSmemBytes, stream, args, "cuda forward");
-}
-
-// Where the persistent kernel may take over (kCanPersist configurations): fixed lengths, no
-// mask and some key, and more tiles than blocks resident at once, up to seqlen_q
-// FLASHATTN_SM80_PERSISTENT_MAX (bench/NOTES.md, session 10). Returns its block count, or 0.
-#ifndef FLASHATTN_SM80_PERSISTENT_MAX
-#define FLASHATTN_SM80_PERSISTENT_MAX 16384
-#endif
-template <typename Config>
-int persistent_blocks(const ForwardKernelArgs& args, int per_sm) {
-  if constexpr (!Config::kCanPersist) {
-    return 0;
-  } else {
-    if (args.cu_seqlens_q != nullptr || args.seqused_k != nullptr || args.window_left >= 0 ||
-        args.window_right >= 0 || args.seqlen_k == 0 ||
-        args.seqlen_q > FLASHATTN_SM80_PERSISTENT_MAX) {
-      return 0;
-    }
-    int device = 0;
-    int sms = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-      return 0;
-    }
-    const int resident =
-        sms * std::min(Config::kBlocksPerSm,
-                       per_sm / (Config::kSmemBytes + kReservedSharedMemoryPerBlock));
-    const int64_t tiles = int64_t{(args.seqlen_q + Config::kBlockM - 1) / Config::kBlockM} *
-                          args.batch * args.heads_q;
-    return tiles > resident ? resident : 0;
-  }
 }
 
 // Two K/V buffers where they pay and the device's shared memory per SM holds as many such blocks
@@ -602,12 +486,6 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   if constexpr (Double::kDoubleBufferPays) {
     if (Double::kSmemBytes <= budget &&
         Double::kBlocksPerSm * (Double::kSmemBytes + kReservedSharedMemoryPerBlock) <= per_sm) {
-      if constexpr (Double::kCanPersist && kWidth == 256) {
-        if (const int blocks = persistent_blocks<Double>(args, per_sm); blocks > 0) {
-          return launch_forward_config<kDType, kWidth, kExtras, true, 2, false, true>(args, stream,
-                                                                                      blocks);
-        }
-      }
       return launch_forward_config<kDType, kWidth, kExtras, true, 2>(args, stream);
     }
   }
