@@ -225,10 +225,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     return kRotate && args.rotate_dq_order && m_count >= key_blocks ? m_count / key_blocks : 0;
   };
   const int rotation = n_block * rotation_spacing();
-  const int* const rotation_slot =
-      reinterpret_cast<const int*>(smem + Config::kRotationOffset);
-  if (kRotate && threadIdx.x == 0) {  // read after the loop's first barrier
-    *reinterpret_cast<int*>(smem + Config::kRotationOffset) = rotation;
+  int* const rotation_slot = reinterpret_cast<int*>(smem + Config::kRotationOffset);
+  if (kRotate && threadIdx.x == 0) {
+    *rotation_slot = rotation;  // read after the loop's first barrier
   }
 
   const T* k_base = static_cast<const T*>(a.k) + seq.k_offset + n0 * a.k_row_stride;
@@ -247,17 +246,17 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   auto next_step = [&](Step step) {
     return step.place + 1 == m_end ? Step{step.head + 1, m_begin} : Step{step.head, step.place + 1};
   };
-  // The query block of a place: the place itself, or rotated by `rotation` (wrapping). The
-  // rotation is read back from shared memory: held in a register across the loop, it made
-  // ptxas spill 16-28 B more at d128.
-  auto query_block = [&](int place, int rotation) {
+  // The query block of a place: the place itself, or moved on by `shift` (the rotation,
+  // wrapping). The rotation is read back from shared memory: held in a register across the
+  // loop, it made ptxas spill 16-28 B more at d128.
+  auto query_block = [&](int place, int shift) {
     if (!kRotate) return place;
-    const int m = place + rotation;
+    const int m = place + shift;
     return m >= m_end ? m - m_end + m_begin : m;
   };
-  auto load_query_tiles = [&](Step step, int stage, int rotation) {
+  auto load_query_tiles = [&](Step step, int stage, int shift) {
     const int head = step.head;
-    const int m0 = query_block(step.place, rotation) * kBlockM;
+    const int m0 = query_block(step.place, shift) * kBlockM;
     const T* q =
         static_cast<const T*>(a.q) + seq.q_offset + head * a.q_head_stride + m0 * a.q_row_stride;
     const T* dout = static_cast<const T*>(args.dout) + dout_offset0 + head * args.dout_head_stride +
