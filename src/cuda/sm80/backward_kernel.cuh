@@ -33,6 +33,12 @@
 #include "cuda/sm80/shared_memory.cuh"
 #include "cuda/sm80/warp_gemm.cuh"
 
+// The dQ workspace's row stride as a compile-time constant (1) or read from the arguments (0);
+// a build flag for A/B runs (add_dq in backward_kernel).
+#ifndef FLASHATTN_SM80_BWD_CONST_DQ_STRIDE
+#define FLASHATTN_SM80_BWD_CONST_DQ_STRIDE 1
+#endif
+
 namespace flashattn::cuda_sm80 {
 
 using cuda::AccTile;
@@ -495,6 +501,38 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         if (lane == 0) cuda::add_release(semaphore, 1);
       }
     };
+#if FLASHATTN_SM80_BWD_CONST_DQ_STRIDE
+    // The workspace's row stride is the tile width (backend.cpp lays it out so). As a
+    // compile-time constant, every add's address is this lane's pointer plus an immediate; read
+    // from the arguments, each pair of adds worked out its 64-bit address again (~16
+    // instructions; ptxas could not keep the rows' addresses live).
+    constexpr int dq_stride = kWidth;
+    // This lane's first element of the query tile's workspace rows (worked out only once dQ is
+    // in registers: kept live across dV and dK it made ptxas spill).
+    auto dq_workspace_lane = [&] {
+      return args.dq_accum + (slot_first + head * args.rows_total + m0) * dq_stride + dq_col0 +
+             (dq_row0 + g) * dq_stride + 2 * t;
+    };
+    // dQ = dS K, then (deterministic) this warp's turn: the workspace lane pointer to add it to.
+    auto dq_product = [&](DqTile& dq) {
+      dq.zero();
+      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
+                                                          b_columns(k_lanes_bt));
+      wait_turn();
+      return dq_workspace_lane();
+    };
+    // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
+    constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
+    auto add_dq = [&](const DqTile& dq, float* dq_lane, int i) {
+      const int n = i % (2 * Dq::kPairs);
+      const int hh = (i / (2 * Dq::kPairs)) % 2;
+      const int m = i / (4 * Dq::kPairs);
+      if (m0 + dq_row0 + 16 * m + g + 8 * hh < seq.len_q) {
+        cuda::red_add_f32x2(dq_lane + (16 * m + 8 * hh) * dq_stride + 8 * n, dq.v[m][n][2 * hh],
+                            dq.v[m][n][2 * hh + 1]);
+      }
+    };
+#else  // main's code, for the A/B run
     // This query tile's rows of the workspace, from this warp's first column (worked out only
     // once dQ is in registers: kept live across dV and dK it made ptxas spill).
     auto dq_workspace_rows = [&] {
@@ -511,29 +549,30 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     };
     // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
     constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
-    auto add_dq = [&](const DqTile& dq, float* dq_rows, int i) {
+    auto add_dq = [&](const DqTile& dq, float* dq_lane, int i) {
       const int n = i % (2 * Dq::kPairs);
       const int hh = (i / (2 * Dq::kPairs)) % 2;
       const int m = i / (4 * Dq::kPairs);
       const int row = dq_row0 + 16 * m + g + 8 * hh;
       if (m0 + row < seq.len_q) {
-        cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t, dq.v[m][n][2 * hh],
+        cuda::red_add_f32x2(dq_lane + row * args.dq_accum_width + 8 * n + 2 * t, dq.v[m][n][2 * hh],
                             dq.v[m][n][2 * hh + 1]);
       }
     };
+#endif
     if constexpr (Config::kSpreadDqAdds) {
       // dQ first, its adds spread among the steps of dV (one or two per step): issued in one
       // burst at the end of the step they queued behind each other, and each next address
       // waited for the previous add to read its registers (session 5's profile: ~9% of the
       // stall samples).
       DqTile dq;
-      float* const dq_rows = dq_product(dq);
+      float* const dq_lane = dq_product(dq);
       // Over the steps of dV: step k's adds are [k, k + 1) * kDqAdds / kDkvSteps.
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
           dv_acc, a_columns(p_lanes_at), b_columns(dkv_do_lanes), [&](int step) {
 #pragma unroll
             for (int i = step * kDqAdds / kDkvSteps; i < (step + 1) * kDqAdds / kDkvSteps; ++i) {
-              add_dq(dq, dq_rows, i);
+              add_dq(dq, dq_lane, i);
             }
           });
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
@@ -545,9 +584,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
                                                             b_columns(dkv_q_lanes));
       DqTile dq;
-      float* const dq_rows = dq_product(dq);
+      float* const dq_lane = dq_product(dq);
 #pragma unroll
-      for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_rows, i);
+      for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_lane, i);
       release_turn();
     }
   }

@@ -104,10 +104,13 @@ struct ForwardConfig {
   // kept from the one-warp-per-16-rows kernel; one buffer not measured for them); at d96 / d128
   // one buffer measured 2-3% faster in two runs, so those keep it on every device.
   static constexpr bool kDoubleBufferPays = kWidth <= 64 || kMTiles == 1 || kPairSplit;
-  // The O store's whole-tile path (cuda::store_tile): fewer instructions per tile, but the
-  // extras kernels and the compact pair-split one spilled 4-44 B more with it (ptxas, sm90).
+  // The O store's whole-tile path (cuda::store_tile): fewer instructions per tile. Measured on
+  // the H200 (bench/NOTES.md, session 11), bf16: d128 +0.6-0.9% without a mask (s512-16k);
+  // d256 (pair-split) -2 to -3.5% at every length, with no spills either way: the main loop
+  // came out scheduled differently. The extras kernels and the compact pair-split one spilled
+  // 4-44 B more with it (ptxas, sm90). So d <= 128 without extras.
   static constexpr bool kSteppedStore =
-      FLASHATTN_SM80_FWD_STEPPED_STORE && !kExtras && !kCompactPairs;
+      FLASHATTN_SM80_FWD_STEPPED_STORE && !kExtras && kWidth <= 128;
   // Blocks per SM that the registers allow (255 per thread): two of 4 warps, one of 8.
   static constexpr int kBlocksPerSm = kWarps == 4 ? 2 : 1;
 
