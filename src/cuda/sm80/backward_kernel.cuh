@@ -33,10 +33,10 @@
 #include "cuda/sm80/shared_memory.cuh"
 #include "cuda/sm80/warp_gemm.cuh"
 
-// The dQ workspace's row stride as a compile-time constant (1) or read from the arguments (0);
-// a build flag for A/B runs (add_dq in backward_kernel).
-#ifndef FLASHATTN_SM80_BWD_CONST_DQ_STRIDE
-#define FLASHATTN_SM80_BWD_CONST_DQ_STRIDE 1
+// Session 11's leaner step (dQ adds from one lane pointer, the band's bounds only with a
+// window) = 1, or the code before it = 0: a build flag for the A/B run, to be removed.
+#ifndef FLASHATTN_SM80_BWD_LEAN_STEP
+#define FLASHATTN_SM80_BWD_LEAN_STEP 1
 #endif
 
 namespace flashattn::cuda_sm80 {
@@ -202,6 +202,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   if (n0 >= seq.len_k_rows) return;
   const bool varlen = a.cu_seqlens_q != nullptr;
   const MaskSpec mask{seq.len_q, seq.len_k, a.window_left, a.window_right};
+  const bool banded = a.window_left >= 0 || a.window_right >= 0;
   const int64_t diagonal = mask.diagonal();
 
   // The query blocks that see this key block, [m_begin, m_end): exactly those m for which
@@ -374,9 +375,18 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
     // key n0 + sdp_col0 + 8 n + 2 t + e.
+#if FLASHATTN_SM80_BWD_LEAN_STEP
+    // Without a window only the sequences' ends mask: the band's 64-bit bounds (~40 uniform
+    // instructions a step) are worked out only with one.
+    const bool needs_mask =
+        m0 + kBlockM > seq.len_q || n0 + kBlockN > seq.len_k ||
+        (banded && (mask.first_col(min(m0 + kBlockM, seq.len_q) - 1) > n0 ||
+                    mask.last_col(m0) < n0 + kBlockN));
+#else
     const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
     const bool needs_mask = m0 + kBlockM > seq.len_q || mask.first_col(row_last) > n0 ||
                             mask.last_col(m0) < n0 + kBlockN;
+#endif
     float alibi_slope = 0.0f;
     if constexpr (kExtras) {
       if (a.alibi_slopes != nullptr) alibi_slope = a.alibi_slopes[b * a.alibi_batch_stride + h];
@@ -501,7 +511,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         if (lane == 0) cuda::add_release(semaphore, 1);
       }
     };
-#if FLASHATTN_SM80_BWD_CONST_DQ_STRIDE
+#if FLASHATTN_SM80_BWD_LEAN_STEP
     // The workspace's row stride is the tile width (backend.cpp lays it out so). As a
     // compile-time constant, every add's address is this lane's pointer plus an immediate; read
     // from the arguments, each pair of adds worked out its 64-bit address again (~16
