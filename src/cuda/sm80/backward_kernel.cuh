@@ -33,12 +33,6 @@
 #include "cuda/sm80/shared_memory.cuh"
 #include "cuda/sm80/warp_gemm.cuh"
 
-// Session 11's leaner step (dQ adds from one lane pointer, the band's bounds only with a
-// window) = 1, or the code before it = 0: a build flag for the A/B run, to be removed.
-#ifndef FLASHATTN_SM80_BWD_LEAN_STEP
-#define FLASHATTN_SM80_BWD_LEAN_STEP 1
-#endif
-
 namespace flashattn::cuda_sm80 {
 
 using cuda::AccTile;
@@ -105,6 +99,18 @@ struct BackwardConfig {
   static constexpr bool kRotateWalks = FLASHATTN_SM80_BWD_ROTATE != 0;
 #else
   static constexpr bool kRotateWalks = kRoomy && (kTall || kWide);
+#endif
+  // A lean step: each dQ add's address is one lane pointer plus an immediate (the workspace's
+  // row stride, the tile width, as a compile-time constant; read from the arguments, each pair
+  // of adds worked out its 64-bit address again, ~16 instructions), and the band's 64-bit
+  // bounds are worked out only with a window (~40 uniform instructions a step). Measured on
+  // the H200 (bench/NOTES.md, session 11), bf16: d64 +1-2%, d128 +1.5-3.4%, default and
+  // deterministic; d256 -2 to -3.5% (ptxas spilled 52 B where it had none), so d > 128 keep
+  // the plain step. FLASHATTN_SM80_BWD_LEAN_STEP=0 / 1 forces it off / on (A/B runs).
+#ifdef FLASHATTN_SM80_BWD_LEAN_STEP
+  static constexpr bool kLeanStep = FLASHATTN_SM80_BWD_LEAN_STEP != 0;
+#else
+  static constexpr bool kLeanStep = kWidth <= 128;
 #endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
@@ -375,18 +381,13 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
     // key n0 + sdp_col0 + 8 n + 2 t + e.
-#if FLASHATTN_SM80_BWD_LEAN_STEP
-    // Without a window only the sequences' ends mask: the band's 64-bit bounds (~40 uniform
-    // instructions a step) are worked out only with one.
-    const bool needs_mask =
-        m0 + kBlockM > seq.len_q || n0 + kBlockN > seq.len_k ||
-        (banded && (mask.first_col(min(m0 + kBlockM, seq.len_q) - 1) > n0 ||
-                    mask.last_col(m0) < n0 + kBlockN));
-#else
+    // Without a window only the sequences' ends mask (tested so with a lean step).
     const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
-    const bool needs_mask = m0 + kBlockM > seq.len_q || mask.first_col(row_last) > n0 ||
-                            mask.last_col(m0) < n0 + kBlockN;
-#endif
+    const bool needs_mask =
+        m0 + kBlockM > seq.len_q ||
+        (Config::kLeanStep && !banded
+             ? n0 + kBlockN > seq.len_k
+             : mask.first_col(row_last) > n0 || mask.last_col(m0) < n0 + kBlockN);
     float alibi_slope = 0.0f;
     if constexpr (kExtras) {
       if (a.alibi_slopes != nullptr) alibi_slope = a.alibi_slopes[b * a.alibi_batch_stride + h];
@@ -511,78 +512,50 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         if (lane == 0) cuda::add_release(semaphore, 1);
       }
     };
-#if FLASHATTN_SM80_BWD_LEAN_STEP
-    // The workspace's row stride is the tile width (backend.cpp lays it out so). As a
-    // compile-time constant, every add's address is this lane's pointer plus an immediate; read
-    // from the arguments, each pair of adds worked out its 64-bit address again (~16
-    // instructions; ptxas could not keep the rows' addresses live).
-    constexpr int dq_stride = kWidth;
-    // This lane's first element of the query tile's workspace rows (worked out only once dQ is
-    // in registers: kept live across dV and dK it made ptxas spill).
-    auto dq_workspace_lane = [&] {
-      return args.dq_accum + (slot_first + head * args.rows_total + m0) * dq_stride + dq_col0 +
-             (dq_row0 + g) * dq_stride + 2 * t;
+    // The workspace's row stride: the tile width (backend.cpp lays it out so). (Read at each
+    // use: the plain step's code is then the one measured before the lean step.)
+    auto dq_stride = [&] { return Config::kLeanStep ? kWidth : args.dq_accum_width; };
+    // This query tile's workspace rows from this warp's first column, and with a lean step
+    // from this lane's first element (worked out only once dQ is in registers: kept live
+    // across dV and dK it made ptxas spill).
+    auto dq_workspace = [&] {
+      return args.dq_accum + (slot_first + head * args.rows_total + m0) * dq_stride() + dq_col0 +
+             (Config::kLeanStep ? (dq_row0 + g) * dq_stride() + 2 * t : 0);
     };
-    // dQ = dS K, then (deterministic) this warp's turn: the workspace lane pointer to add it to.
+    // dQ = dS K, then (deterministic) this warp's turn: where in the workspace to add it.
     auto dq_product = [&](DqTile& dq) {
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
                                                           b_columns(k_lanes_bt));
       wait_turn();
-      return dq_workspace_lane();
+      return dq_workspace();
     };
     // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
     constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
-    auto add_dq = [&](const DqTile& dq, float* dq_lane, int i) {
-      const int n = i % (2 * Dq::kPairs);
-      const int hh = (i / (2 * Dq::kPairs)) % 2;
-      const int m = i / (4 * Dq::kPairs);
-      if (m0 + dq_row0 + 16 * m + g + 8 * hh < seq.len_q) {
-        cuda::red_add_f32x2(dq_lane + (16 * m + 8 * hh) * dq_stride + 8 * n, dq.v[m][n][2 * hh],
-                            dq.v[m][n][2 * hh + 1]);
-      }
-    };
-#else  // main's code, for the A/B run
-    // This query tile's rows of the workspace, from this warp's first column (worked out only
-    // once dQ is in registers: kept live across dV and dK it made ptxas spill).
-    auto dq_workspace_rows = [&] {
-      return args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width +
-             dq_col0;
-    };
-    // dQ = dS K, then (deterministic) this warp's turn: the workspace rows to add it to.
-    auto dq_product = [&](DqTile& dq) {
-      dq.zero();
-      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
-                                                          b_columns(k_lanes_bt));
-      wait_turn();
-      return dq_workspace_rows();
-    };
-    // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
-    constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
-    auto add_dq = [&](const DqTile& dq, float* dq_lane, int i) {
+    auto add_dq = [&](const DqTile& dq, float* dq_base, int i) {
       const int n = i % (2 * Dq::kPairs);
       const int hh = (i / (2 * Dq::kPairs)) % 2;
       const int m = i / (4 * Dq::kPairs);
       const int row = dq_row0 + 16 * m + g + 8 * hh;
       if (m0 + row < seq.len_q) {
-        cuda::red_add_f32x2(dq_lane + row * args.dq_accum_width + 8 * n + 2 * t, dq.v[m][n][2 * hh],
-                            dq.v[m][n][2 * hh + 1]);
+        float* const to = Config::kLeanStep ? dq_base + (16 * m + 8 * hh) * dq_stride() + 8 * n
+                                            : dq_base + row * dq_stride() + 8 * n + 2 * t;
+        cuda::red_add_f32x2(to, dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
       }
     };
-#endif
     if constexpr (Config::kSpreadDqAdds) {
       // dQ first, its adds spread among the steps of dV (one or two per step): issued in one
       // burst at the end of the step they queued behind each other, and each next address
       // waited for the previous add to read its registers (session 5's profile: ~9% of the
       // stall samples).
       DqTile dq;
-      float* const dq_lane = dq_product(dq);
+      float* const dq_base = dq_product(dq);
       // Over the steps of dV: step k's adds are [k, k + 1) * kDqAdds / kDkvSteps.
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
           dv_acc, a_columns(p_lanes_at), b_columns(dkv_do_lanes), [&](int step) {
 #pragma unroll
             for (int i = step * kDqAdds / kDkvSteps; i < (step + 1) * kDqAdds / kDkvSteps; ++i) {
-              add_dq(dq, dq_lane, i);
+              add_dq(dq, dq_base, i);
             }
           });
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
@@ -594,9 +567,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
                                                             b_columns(dkv_q_lanes));
       DqTile dq;
-      float* const dq_lane = dq_product(dq);
+      float* const dq_base = dq_product(dq);
 #pragma unroll
-      for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_lane, i);
+      for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_base, i);
       release_turn();
     }
   }
