@@ -100,17 +100,24 @@ struct BackwardConfig {
 #else
   static constexpr bool kRotateWalks = kRoomy && (kTall || kWide);
 #endif
-  // A lean step: each dQ add's address is one lane pointer plus an immediate (the workspace's
-  // row stride, the tile width, as a compile-time constant; read from the arguments, each pair
-  // of adds worked out its 64-bit address again, ~16 instructions), and the band's 64-bit
-  // bounds are worked out only with a window (~40 uniform instructions a step). Measured on
-  // the H200 (bench/NOTES.md, session 11), bf16: d64 +1-2%, d128 +1.5-3.4%, default and
-  // deterministic; d256 -2 to -3.5% (ptxas spilled 52 B where it had none), so d > 128 keep
-  // the plain step. FLASHATTN_SM80_BWD_LEAN_STEP=0 / 1 forces it off / on (A/B runs).
-#ifdef FLASHATTN_SM80_BWD_LEAN_STEP
-  static constexpr bool kLeanStep = FLASHATTN_SM80_BWD_LEAN_STEP != 0;
+  // A lean step, in two parts. Lean dQ adds: the workspace's row stride is the tile width
+  // (backend.cpp lays it out so), a compile-time constant, and each add's address is one lane
+  // pointer plus an immediate (read from the arguments, each pair of adds worked out its
+  // 64-bit address again, ~16 instructions). Lean mask test: the band's 64-bit bounds are
+  // worked out only with a window (~40 uniform instructions a step). Measured together on the
+  // H200 (bench/NOTES.md, session 11), bf16: d64 +1-2%, d128 +1.5-3.4%, default and
+  // deterministic; d256 -2 to -3.5%, where the compile-time stride made ptxas spill 48-52 B
+  // (the mask test alone: none). FLASHATTN_SM80_BWD_LEAN_DQ_ADDS / _LEAN_MASK_TEST = 0 / 1
+  // force them off / on (A/B runs).
+#ifdef FLASHATTN_SM80_BWD_LEAN_DQ_ADDS
+  static constexpr bool kLeanDqAdds = FLASHATTN_SM80_BWD_LEAN_DQ_ADDS != 0;
 #else
-  static constexpr bool kLeanStep = kWidth <= 128;
+  static constexpr bool kLeanDqAdds = kWidth <= 128;
+#endif
+#ifdef FLASHATTN_SM80_BWD_LEAN_MASK_TEST
+  static constexpr bool kLeanMaskTest = FLASHATTN_SM80_BWD_LEAN_MASK_TEST != 0;
+#else
+  static constexpr bool kLeanMaskTest = kWidth <= 128;
 #endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
@@ -381,11 +388,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
     // key n0 + sdp_col0 + 8 n + 2 t + e.
-    // Without a window only the sequences' ends mask (tested so with a lean step).
+    // Without a window only the sequences' ends mask (tested so with kLeanMaskTest).
     const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
     const bool needs_mask =
         m0 + kBlockM > seq.len_q ||
-        (Config::kLeanStep && !banded
+        (Config::kLeanMaskTest && !banded
              ? n0 + kBlockN > seq.len_k
              : mask.first_col(row_last) > n0 || mask.last_col(m0) < n0 + kBlockN);
     float alibi_slope = 0.0f;
@@ -513,14 +520,14 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       }
     };
     // The workspace's row stride: the tile width (backend.cpp lays it out so). (Read at each
-    // use: the plain step's code is then the one measured before the lean step.)
-    auto dq_stride = [&] { return Config::kLeanStep ? kWidth : args.dq_accum_width; };
-    // This query tile's workspace rows from this warp's first column, and with a lean step
+    // use: without kLeanDqAdds the code is then the one measured before it.)
+    auto dq_stride = [&] { return Config::kLeanDqAdds ? kWidth : args.dq_accum_width; };
+    // This query tile's workspace rows from this warp's first column, and with kLeanDqAdds
     // from this lane's first element (worked out only once dQ is in registers: kept live
     // across dV and dK it made ptxas spill).
     auto dq_workspace = [&] {
       return args.dq_accum + (slot_first + head * args.rows_total + m0) * dq_stride() + dq_col0 +
-             (Config::kLeanStep ? (dq_row0 + g) * dq_stride() + 2 * t : 0);
+             (Config::kLeanDqAdds ? (dq_row0 + g) * dq_stride() + 2 * t : 0);
     };
     // dQ = dS K, then (deterministic) this warp's turn: where in the workspace to add it.
     auto dq_product = [&](DqTile& dq) {
@@ -538,8 +545,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       const int m = i / (4 * Dq::kPairs);
       const int row = dq_row0 + 16 * m + g + 8 * hh;
       if (m0 + row < seq.len_q) {
-        float* const to = Config::kLeanStep ? dq_base + (16 * m + 8 * hh) * dq_stride() + 8 * n
-                                            : dq_base + row * dq_stride() + 8 * n + 2 * t;
+        float* const to = Config::kLeanDqAdds
+                              ? dq_base + (16 * m + 8 * hh) * dq_stride() + 8 * n
+                              : dq_base + row * dq_stride() + 8 * n + 2 * t;
         cuda::red_add_f32x2(to, dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
       }
     };
