@@ -184,8 +184,8 @@ struct OnlineSoftmax {
         // pair-split d256 kernel. Measured on the H200 (bench/NOTES.md, session 11): within
         // 0.2% of logf at d128 / d256, s512 to 16k. (__fdividef in place of the IEEE division
         // made ptxas spill 24 B in that kernel.)
-        lse[m][h] = seen ? (row_max[m][h] * multiplier + __log2f(sum)) * 0.69314718055994531f
-                         : INFINITY;
+        lse[m][h] =
+            seen ? (row_max[m][h] * multiplier + __log2f(sum)) * 0.69314718055994531f : INFINITY;
 #pragma unroll
         for (int d = 0; d < kD; ++d) {
           o.v[m][d][2 * h] *= inverse;

@@ -119,7 +119,8 @@ struct BackwardConfig {
   // the step (ptxas: no spills). Not measured yet: FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES=1 turns
   // it on (A/B runs).
 #ifdef FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES
-  static constexpr bool kPairDqAddresses = !kLeanDqAdds && FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES != 0;
+  static constexpr bool kPairDqAddresses =
+      !kLeanDqAdds && FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES != 0;
 #else
   static constexpr bool kPairDqAddresses = false;
 #endif
@@ -563,9 +564,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         } else if constexpr (Config::kPairDqAddresses) {
           if (n % 2 == 0) {
             const uint32_t fresh_lane = cuda::lane_id();
-            pair_to = dq_base + static_cast<int>((dq_row0 + 16 * m + 8 * hh + (fresh_lane >> 2)) *
-                                                     kWidth +
-                                                 8 * n + 2 * (fresh_lane & 3));
+            pair_to = dq_base +
+                      static_cast<int>((dq_row0 + 16 * m + 8 * hh + (fresh_lane >> 2)) * kWidth +
+                                       8 * n + 2 * (fresh_lane & 3));
           }
           to = pair_to + (n % 2) * 8;
         } else {

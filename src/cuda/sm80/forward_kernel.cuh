@@ -107,8 +107,8 @@ struct ForwardConfig {
   // The O store's whole-tile path (cuda::store_tile): fewer instructions per tile. Measured on
   // the H200 (bench/NOTES.md, session 11), bf16: d128 +0.6-0.9% without a mask (s512-16k),
   // -1.0 to +0.1% causal; d256 (pair-split) -2 to -3.5% at every length, with no spills
-  // either way: the main loop came out scheduled differently. The extras kernels and the compact pair-split one spilled
-  // 4-44 B more with it (ptxas, sm90). So d <= 128 without extras.
+  // either way: the main loop came out scheduled differently. The extras kernels and the compact
+  // pair-split one spilled 4-44 B more with it (ptxas, sm90). So d <= 128 without extras.
   static constexpr bool kSteppedStore =
       FLASHATTN_SM80_FWD_STEPPED_STORE && !kExtras && kWidth <= 128;
   // Blocks per SM that the registers allow (255 per thread): two of 4 warps, one of 8.
