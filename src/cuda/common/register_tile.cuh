@@ -179,7 +179,13 @@ struct OnlineSoftmax {
         const float sum = sums[m][h];
         const bool seen = sum > 0.0f;
         const float inverse = seen ? extra / sum : 0.0f;
-        lse[m][h] = seen ? row_max[m][h] * multiplier * 0.69314718055994531f + logf(sum) : INFINITY;
+        // The hardware's approximate log2 (lg2.approx: ~2^-22 relative error, far below what
+        // the LSE is checked to) in place of logf's ~40 instructions, four rows a thread in the
+        // pair-split d256 kernel. Measured on the H200 (bench/NOTES.md, session 11): within
+        // 0.2% of logf at d128 / d256, s512 to 16k. (__fdividef in place of the IEEE division
+        // made ptxas spill 24 B in that kernel.)
+        lse[m][h] =
+            seen ? (row_max[m][h] * multiplier + __log2f(sum)) * 0.69314718055994531f : INFINITY;
 #pragma unroll
         for (int d = 0; d < kD; ++d) {
           o.v[m][d][2 * h] *= inverse;

@@ -162,7 +162,10 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const 
 }
 
 // Shared -> global for a whole tile; rows and columns outside dst are not written.
-template <int kRows, int kWidth, int kThreads, typename T>
+// kSteppedWholeTile adds a path for a tile that exists whole, with stepped addresses: fewer
+// instructions, but in some 255-register kernels the extra branch costs spills (bench/NOTES.md,
+// sessions 10-11), so each caller chooses.
+template <int kRows, int kWidth, int kThreads, bool kSteppedWholeTile = false, typename T>
 __device__ __forceinline__ void store_tile(uint32_t tile, const GlobalRows<T>& dst) {
   using Tile = SmemTile<kRows, kWidth>;
   using Plan = TileCopyPlan<kRows, kWidth, kThreads>;
@@ -170,6 +173,27 @@ __device__ __forceinline__ void store_tile(uint32_t tile, const GlobalRows<T>& d
   const int col = chunk * 8;
   if (chunk >= Tile::kChunksPerRow || col >= dst.cols) return;
   const int row0 = Plan::row();
+  if constexpr (kSteppedWholeTile) {
+    if (dst.vectorized && dst.rows >= kRows && dst.cols == kWidth) {
+      // The whole tile exists: plain 16-byte stores with addresses stepped by a fixed amount,
+      // as load_tile copies, instead of the bounds, the swizzle and a 64-bit row product
+      // worked out again on every pass.
+      const uint32_t src0 = tile + Tile::offset(row0, chunk);
+      const uint32_t src1 =
+          Plan::kTwoPhases ? tile + Tile::offset(row0 + Plan::kRowsPerPass, chunk) : 0;
+      T* to = dst.base + row0 * dst.row_stride + col;
+      const int64_t step = Plan::kRowsPerPass * dst.row_stride;
+#pragma unroll
+      for (int pass = 0; pass < Plan::kPasses; ++pass, to += step) {
+        uint32_t words[4];
+        asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(words[0]), "=r"(words[1]), "=r"(words[2]), "=r"(words[3])
+                     : "r"(Plan::template pass_address<Tile>(tile, src0, src1, pass)));
+        *reinterpret_cast<uint4*>(to) = make_uint4(words[0], words[1], words[2], words[3]);
+      }
+      return;
+    }
+  }
   const bool full = dst.vectorized && col + 8 <= dst.cols;
 #pragma unroll
   for (int pass = 0; pass < Plan::kPasses; ++pass) {

@@ -100,6 +100,37 @@ struct BackwardConfig {
 #else
   static constexpr bool kRotateWalks = kRoomy && (kTall || kWide);
 #endif
+  // A lean step, in two parts. Lean dQ adds: the workspace's row stride is the tile width
+  // (backend.cpp lays it out so), a compile-time constant, and each add's address is one lane
+  // pointer plus an immediate (read from the arguments, each pair of adds worked out its
+  // 64-bit address again, ~16 instructions). Lean mask test: the band's 64-bit bounds are
+  // worked out only with a window (~40 uniform instructions a step). Measured together on the
+  // H200 (bench/NOTES.md, session 11), bf16: d64 +1-2%, d128 +1.5-3.4%, default and
+  // deterministic; d256 -2 to -3.5%, where the compile-time stride made ptxas spill 48-52 B
+  // (the mask test alone: none). FLASHATTN_SM80_BWD_LEAN_DQ_ADDS / _LEAN_MASK_TEST = 0 / 1
+  // force them off / on (A/B runs).
+#ifdef FLASHATTN_SM80_BWD_LEAN_DQ_ADDS
+  static constexpr bool kLeanDqAdds = FLASHATTN_SM80_BWD_LEAN_DQ_ADDS != 0;
+#else
+  static constexpr bool kLeanDqAdds = kWidth <= 128;
+#endif
+  // Where kLeanDqAdds spills (d > 128), pair addresses: each pair of adds (one dV step's)
+  // works out its lane's part of the address from a fresh %laneid with the compile-time
+  // stride, so that nothing lane-dependent stays live across the step (ptxas at d256: no
+  // spills, with the lean mask test too; at d192 both together spilled 24 B more). Not run on
+  // a GPU yet (session 11 got no device time for it), so off by default; with the lean mask
+  // test it is the next d256 A/B. FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES = 0 / 1 forces it.
+#ifdef FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES
+  static constexpr bool kPairDqAddresses =
+      !kLeanDqAdds && FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES != 0;
+#else
+  static constexpr bool kPairDqAddresses = false;
+#endif
+#ifdef FLASHATTN_SM80_BWD_LEAN_MASK_TEST
+  static constexpr bool kLeanMaskTest = FLASHATTN_SM80_BWD_LEAN_MASK_TEST != 0;
+#else
+  static constexpr bool kLeanMaskTest = kWidth <= 128;
+#endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
 
@@ -196,6 +227,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   if (n0 >= seq.len_k_rows) return;
   const bool varlen = a.cu_seqlens_q != nullptr;
   const MaskSpec mask{seq.len_q, seq.len_k, a.window_left, a.window_right};
+  const bool banded = a.window_left >= 0 || a.window_right >= 0;
   const int64_t diagonal = mask.diagonal();
 
   // The query blocks that see this key block, [m_begin, m_end): exactly those m for which
@@ -368,9 +400,13 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
     // key n0 + sdp_col0 + 8 n + 2 t + e.
+    // Without a window only the sequences' ends mask (tested so with kLeanMaskTest).
     const int row_last = min(m0 + kBlockM, seq.len_q) - 1;
-    const bool needs_mask = m0 + kBlockM > seq.len_q || mask.first_col(row_last) > n0 ||
-                            mask.last_col(m0) < n0 + kBlockN;
+    const bool needs_mask =
+        m0 + kBlockM > seq.len_q ||
+        (Config::kLeanMaskTest && !banded
+             ? n0 + kBlockN > seq.len_k
+             : mask.first_col(row_last) > n0 || mask.last_col(m0) < n0 + kBlockN);
     float alibi_slope = 0.0f;
     if constexpr (kExtras) {
       if (a.alibi_slopes != nullptr) alibi_slope = a.alibi_slopes[b * a.alibi_batch_stride + h];
@@ -495,30 +531,50 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         if (lane == 0) cuda::add_release(semaphore, 1);
       }
     };
-    // This query tile's rows of the workspace, from this warp's first column (worked out only
-    // once dQ is in registers: kept live across dV and dK it made ptxas spill).
-    auto dq_workspace_rows = [&] {
-      return args.dq_accum + (slot_first + head * args.rows_total + m0) * args.dq_accum_width +
-             dq_col0;
+    // The workspace's row stride: the tile width (backend.cpp lays it out so). (Read at each
+    // use: without kLeanDqAdds the code is then the one measured before it.)
+    auto dq_stride = [&] {
+      return Config::kLeanDqAdds || Config::kPairDqAddresses ? kWidth : args.dq_accum_width;
     };
-    // dQ = dS K, then (deterministic) this warp's turn: the workspace rows to add it to.
+    // This query tile's workspace rows from this warp's first column, and with kLeanDqAdds
+    // from this lane's first element (worked out only once dQ is in registers: kept live
+    // across dV and dK it made ptxas spill).
+    auto dq_workspace = [&] {
+      return args.dq_accum + (slot_first + head * args.rows_total + m0) * dq_stride() + dq_col0 +
+             (Config::kLeanDqAdds ? (dq_row0 + g) * dq_stride() + 2 * t : 0);
+    };
+    // dQ = dS K, then (deterministic) this warp's turn: where in the workspace to add it.
     auto dq_product = [&](DqTile& dq) {
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
                                                           b_columns(k_lanes_bt));
       wait_turn();
-      return dq_workspace_rows();
+      return dq_workspace();
     };
     // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
     constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
-    auto add_dq = [&](const DqTile& dq, float* dq_rows, int i) {
+    float* pair_to = nullptr;  // kPairDqAddresses: the address of this pair's first add
+    auto add_dq = [&](const DqTile& dq, float* dq_base, int i) {
       const int n = i % (2 * Dq::kPairs);
       const int hh = (i / (2 * Dq::kPairs)) % 2;
       const int m = i / (4 * Dq::kPairs);
       const int row = dq_row0 + 16 * m + g + 8 * hh;
       if (m0 + row < seq.len_q) {
-        cuda::red_add_f32x2(dq_rows + row * args.dq_accum_width + 8 * n + 2 * t, dq.v[m][n][2 * hh],
-                            dq.v[m][n][2 * hh + 1]);
+        float* to;
+        if constexpr (Config::kLeanDqAdds) {
+          to = dq_base + (16 * m + 8 * hh) * dq_stride() + 8 * n;
+        } else if constexpr (Config::kPairDqAddresses) {
+          if (n % 2 == 0) {
+            const uint32_t fresh_lane = cuda::lane_id();
+            pair_to = dq_base +
+                      static_cast<int>((dq_row0 + 16 * m + 8 * hh + (fresh_lane >> 2)) * kWidth +
+                                       8 * n + 2 * (fresh_lane & 3));
+          }
+          to = pair_to + (n % 2) * 8;
+        } else {
+          to = dq_base + row * dq_stride() + 8 * n + 2 * t;
+        }
+        cuda::red_add_f32x2(to, dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
       }
     };
     if constexpr (Config::kSpreadDqAdds) {
@@ -527,13 +583,13 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       // waited for the previous add to read its registers (session 5's profile: ~9% of the
       // stall samples).
       DqTile dq;
-      float* const dq_rows = dq_product(dq);
+      float* const dq_base = dq_product(dq);
       // Over the steps of dV: step k's adds are [k, k + 1) * kDqAdds / kDkvSteps.
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(
           dv_acc, a_columns(p_lanes_at), b_columns(dkv_do_lanes), [&](int step) {
 #pragma unroll
             for (int i = step * kDqAdds / kDkvSteps; i < (step + 1) * kDqAdds / kDkvSteps; ++i) {
-              add_dq(dq, dq_rows, i);
+              add_dq(dq, dq_base, i);
             }
           });
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
@@ -545,9 +601,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
                                                             b_columns(dkv_q_lanes));
       DqTile dq;
-      float* const dq_rows = dq_product(dq);
+      float* const dq_base = dq_product(dq);
 #pragma unroll
-      for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_rows, i);
+      for (int i = 0; i < kDqAdds; ++i) add_dq(dq, dq_base, i);
       release_turn();
     }
   }

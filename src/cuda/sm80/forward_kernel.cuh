@@ -63,6 +63,11 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_COMPACT_PAIRS
 #define FLASHATTN_SM80_COMPACT_PAIRS 1
 #endif
+// The O store's whole-tile path with stepped addresses (ForwardConfig::kSteppedStore); a build
+// flag for A/B runs.
+#ifndef FLASHATTN_SM80_FWD_STEPPED_STORE
+#define FLASHATTN_SM80_FWD_STEPPED_STORE 1
+#endif
 // kCompactPairs: the compact tile with pair-split warps (104.5 KB at d256: more than sm86's 99 KB,
 // so a configuration of its own beside the plain compact one).
 template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1,
@@ -99,6 +104,13 @@ struct ForwardConfig {
   // kept from the one-warp-per-16-rows kernel; one buffer not measured for them); at d96 / d128
   // one buffer measured 2-3% faster in two runs, so those keep it on every device.
   static constexpr bool kDoubleBufferPays = kWidth <= 64 || kMTiles == 1 || kPairSplit;
+  // The O store's whole-tile path (cuda::store_tile): fewer instructions per tile. Measured on
+  // the H200 (bench/NOTES.md, session 11), bf16: d128 +0.6-0.9% without a mask (s512-16k),
+  // -1.0 to +0.1% causal; d256 (pair-split) -2 to -3.5% at every length, with no spills
+  // either way: the main loop came out scheduled differently. The extras kernels and the compact
+  // pair-split one spilled 4-44 B more with it (ptxas, sm90). So d <= 128 without extras.
+  static constexpr bool kSteppedStore =
+      FLASHATTN_SM80_FWD_STEPPED_STORE && !kExtras && kWidth <= 128;
   // Blocks per SM that the registers allow (255 per thread): two of 4 warps, one of 8.
   static constexpr int kBlocksPerSm = kWarps == 4 ? 2 : 1;
 
@@ -430,7 +442,7 @@ __global__ void __launch_bounds__(
   cuda::store_to_tile<QTile, T>(q_tile, o, warp_row0, half * kDTiles);
   __syncthreads();
   T* out_base = static_cast<T*>(args.out) + seq.out_offset;
-  cuda::store_tile<kBlockM, kWidth, kThreads>(
+  cuda::store_tile<kBlockM, kWidth, kThreads, Config::kSteppedStore>(
       q_tile, GlobalRows<T>{out_base + m0 * args.out_row_stride, args.out_row_stride,
                             seq.len_q - m0, args.head_dim_v, args.vectorized_out});
 }
