@@ -108,14 +108,6 @@ __device__ __forceinline__ void red_add_f32x2(float* dst, float x, float y) {
 #endif
 }
 
-// The lane's index read afresh (volatile: never kept in a register across code between two
-// reads, for kernels at their register limit).
-__device__ __forceinline__ uint32_t lane_id() {
-  uint32_t lane;
-  asm volatile("mov.u32 %0, %%laneid;\n" : "=r"(lane));
-  return lane;
-}
-
 // Acquire load of a flag in global memory at GPU scope (ordered semaphores).
 __device__ __forceinline__ int load_acquire(const int* flag) {
   int value;

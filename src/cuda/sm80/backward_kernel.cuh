@@ -114,18 +114,6 @@ struct BackwardConfig {
 #else
   static constexpr bool kLeanDqAdds = kWidth <= 128;
 #endif
-  // Where kLeanDqAdds spills (d > 128), pair addresses: each pair of adds (one dV step's)
-  // works out its lane's part of the address from a fresh %laneid with the compile-time
-  // stride, so that nothing lane-dependent stays live across the step (ptxas at d256: no
-  // spills, with the lean mask test too; at d192 both together spilled 24 B more). Not run on
-  // a GPU yet (session 11 got no device time for it), so off by default; with the lean mask
-  // test it is the next d256 A/B. FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES = 0 / 1 forces it.
-#ifdef FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES
-  static constexpr bool kPairDqAddresses =
-      !kLeanDqAdds && FLASHATTN_SM80_BWD_PAIR_DQ_ADDRESSES != 0;
-#else
-  static constexpr bool kPairDqAddresses = false;
-#endif
 #ifdef FLASHATTN_SM80_BWD_LEAN_MASK_TEST
   static constexpr bool kLeanMaskTest = FLASHATTN_SM80_BWD_LEAN_MASK_TEST != 0;
 #else
@@ -533,9 +521,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     };
     // The workspace's row stride: the tile width (backend.cpp lays it out so). (Read at each
     // use: without kLeanDqAdds the code is then the one measured before it.)
-    auto dq_stride = [&] {
-      return Config::kLeanDqAdds || Config::kPairDqAddresses ? kWidth : args.dq_accum_width;
-    };
+    auto dq_stride = [&] { return Config::kLeanDqAdds ? kWidth : args.dq_accum_width; };
     // This query tile's workspace rows from this warp's first column, and with kLeanDqAdds
     // from this lane's first element (worked out only once dQ is in registers: kept live
     // across dV and dK it made ptxas spill).
@@ -553,27 +539,14 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     };
     // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
     constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
-    float* pair_to = nullptr;  // kPairDqAddresses: the address of this pair's first add
     auto add_dq = [&](const DqTile& dq, float* dq_base, int i) {
       const int n = i % (2 * Dq::kPairs);
       const int hh = (i / (2 * Dq::kPairs)) % 2;
       const int m = i / (4 * Dq::kPairs);
       const int row = dq_row0 + 16 * m + g + 8 * hh;
       if (m0 + row < seq.len_q) {
-        float* to;
-        if constexpr (Config::kLeanDqAdds) {
-          to = dq_base + (16 * m + 8 * hh) * dq_stride() + 8 * n;
-        } else if constexpr (Config::kPairDqAddresses) {
-          if (n % 2 == 0) {
-            const uint32_t fresh_lane = cuda::lane_id();
-            pair_to = dq_base +
-                      static_cast<int>((dq_row0 + 16 * m + 8 * hh + (fresh_lane >> 2)) * kWidth +
-                                       8 * n + 2 * (fresh_lane & 3));
-          }
-          to = pair_to + (n % 2) * 8;
-        } else {
-          to = dq_base + row * dq_stride() + 8 * n + 2 * t;
-        }
+        float* const to = Config::kLeanDqAdds ? dq_base + (16 * m + 8 * hh) * dq_stride() + 8 * n
+                                              : dq_base + row * dq_stride() + 8 * n + 2 * t;
         cuda::red_add_f32x2(to, dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
       }
     };
