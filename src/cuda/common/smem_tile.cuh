@@ -92,6 +92,15 @@ struct TileCopyPlan {
   static constexpr bool kFixedStep = kRowsPerPass % 8 == 0;
   static constexpr bool kTwoPhases = kRowsPerPass == 4;
 
+  // The shared-memory addresses of this thread's chunk on its first two passes (the second
+  // only with kTwoPhases), for pass_address.
+  template <typename Tile>
+  __device__ __forceinline__ static void first_pass_addresses(uint32_t tile, uint32_t* dst0,
+                                                              uint32_t* dst1) {
+    *dst0 = tile + Tile::offset(row(), chunk());
+    *dst1 = kTwoPhases ? tile + Tile::offset(row() + kRowsPerPass, chunk()) : 0;
+  }
+
   // The shared-memory address of this thread's chunk on pass `pass`, from the address of its
   // first two passes (dst1 is used only with kTwoPhases).
   template <typename Tile>
@@ -124,9 +133,8 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const GlobalRows<const 
   if (chunk >= Tile::kChunksPerRow) return;
   const int row0 = Plan::row();
   const int col = chunk * 8;
-  const uint32_t dst0 = tile + Tile::offset(row0, chunk);
-  const uint32_t dst1 =
-      Plan::kTwoPhases ? tile + Tile::offset(row0 + Plan::kRowsPerPass, chunk) : 0;
+  uint32_t dst0, dst1;
+  Plan::template first_pass_addresses<Tile>(tile, &dst0, &dst1);
   const T* from = src.base + row0 * src.row_stride + col;
   const int64_t step = Plan::kRowsPerPass * src.row_stride;
   if (src.vectorized && src.rows >= kRows && src.cols == kWidth) {
@@ -175,12 +183,11 @@ __device__ __forceinline__ void store_tile(uint32_t tile, const GlobalRows<T>& d
   const int row0 = Plan::row();
   if constexpr (kSteppedWholeTile) {
     if (dst.vectorized && dst.rows >= kRows && dst.cols == kWidth) {
-      // The whole tile exists: plain 16-byte stores with addresses stepped by a fixed amount,
-      // as load_tile copies, instead of the bounds, the swizzle and a 64-bit row product
-      // worked out again on every pass.
-      const uint32_t src0 = tile + Tile::offset(row0, chunk);
-      const uint32_t src1 =
-          Plan::kTwoPhases ? tile + Tile::offset(row0 + Plan::kRowsPerPass, chunk) : 0;
+      // The whole tile exists: plain 16-byte stores with addresses stepped by a fixed amount, as
+      // load_tile copies, instead of the bounds, the swizzle and a 64-bit row product worked out
+      // again on every pass.
+      uint32_t src0, src1;
+      Plan::template first_pass_addresses<Tile>(tile, &src0, &src1);
       T* to = dst.base + row0 * dst.row_stride + col;
       const int64_t step = Plan::kRowsPerPass * dst.row_stride;
 #pragma unroll
