@@ -120,7 +120,21 @@ struct BackwardConfig {
   static constexpr bool kLeanMaskTest = kWidth <= 128;
 #endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
-  using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
+  static constexpr int kDqWarpsAlongRows = kTall || !kFourColumnWarps ? 4 : 2;
+  using Dq = WarpGrid<kBlockM, kWidth, kWarps, kDqWarpsAlongRows>;
+  // dQ in fragment order in the workspace (DqTileLayout): each vector atomic of a warp adds
+  // 4 values a lane to 512 contiguous bytes, half as many atomics as with 2 values a lane into
+  // 8 rows of the row-major layout, each covering 4 cache lines instead of 8.
+  // FLASHATTN_SM80_BWD_FRAGMENT_DQ = 0 / 1 forces it off / on (A/B runs).
+#ifdef FLASHATTN_SM80_BWD_FRAGMENT_DQ
+  static constexpr bool kFragmentDq = FLASHATTN_SM80_BWD_FRAGMENT_DQ != 0;
+#else
+  static constexpr bool kFragmentDq = false;
+#endif
+  static constexpr DqTileLayout kDqLayout =
+      kFragmentDq ? DqTileLayout{kBlockM, Dq::kRows, Dq::kCols, kDqWarpsAlongRows}
+                  : DqTileLayout{0, 0, 0, 0};
+  static_assert(kBlockM <= kWorkspaceRowGap, "a tile past its sequence stays in the gap");
 
   using KvTile = SmemTile<kBlockN, kWidth>;
   using QTile = SmemTile<kBlockM, kWidth>;
@@ -526,6 +540,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     // from this lane's first element (worked out only once dQ is in registers: kept live
     // across dV and dK it made ptxas spill).
     auto dq_workspace = [&] {
+      if constexpr (Config::kFragmentDq) {
+        // The tile, this warp's fragments, this lane's first four values.
+        return args.dq_accum + (slot_first + head * args.rows_total + m0) * kWidth +
+               warp * (Dq::kRows * Dq::kCols) + 4 * lane;
+      }
       return args.dq_accum + (slot_first + head * args.rows_total + m0) * dq_stride() + dq_col0 +
              (Config::kLeanDqAdds ? (dq_row0 + g) * dq_stride() + 2 * t : 0);
     };
@@ -537,9 +556,16 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       wait_turn();
       return dq_workspace();
     };
-    // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
-    constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
+    // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile; in
+    // fragment order block (m, n), all four values.
+    constexpr int kDqAdds = Dq::kMTiles * 2 * Dq::kPairs * (Config::kFragmentDq ? 1 : 2);
     auto add_dq = [&](const DqTile& dq, float* dq_base, int i) {
+      if constexpr (Config::kFragmentDq) {
+        const int m = i / (2 * Dq::kPairs);
+        const int n = i % (2 * Dq::kPairs);
+        cuda::red_add_f32x4(dq_base + 128 * i, dq.v[m][n]);
+        return;
+      }
       const int n = i % (2 * Dq::kPairs);
       const int hh = (i / (2 * Dq::kPairs)) % 2;
       const int m = i / (4 * Dq::kPairs);
@@ -608,8 +634,10 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
   using T = typename ElementOf<kDType>::type;
   const ForwardKernelArgs& a = args.attention;
   const dim3 grid((a.seqlen_k + Config::kBlockN - 1) / Config::kBlockN, a.batch, a.heads_kv);
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::Ok();
   BackwardKernelArgs launched = args;
+  launched.dq_layout = Config::kDqLayout;
+  // Without keys dQ is zero: the post-pass alone (any layout of zeros reads as zeros).
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return launch_backward_finish(kDType, launched, stream);
   launched.rotate_dq_order = false;
   if (Config::kRotateWalks && args.semaphores != nullptr && a.window_left < 0 &&
       a.window_right < 0) {
@@ -624,8 +652,12 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
       launched.rotate_dq_order = 2 * static_cast<int>(grid.x) <= sms;
     }
   }
-  return launch_with_shared_memory<&backward_kernel<T, kWidth, kExtras, kRoomy>>(
-      grid, Config::kThreads, Config::kSmemBytes, stream, launched, "cuda backward");
+  if (Status status = launch_with_shared_memory<&backward_kernel<T, kWidth, kExtras, kRoomy>>(
+          grid, Config::kThreads, Config::kSmemBytes, stream, launched, "cuda backward");
+      !status.ok()) {
+    return status;
+  }
+  return launch_backward_finish(kDType, launched, stream);
 }
 
 // The roomy configuration where the device has the shared memory for it, else the other.

@@ -108,14 +108,38 @@ __global__ void __launch_bounds__(kPassThreads)
                                                        args.dq_head_stride);
   const int chunks = (a.head_dim + 7) / 8;
   const int rows = min(kBackwardBlockM, seq.len_q - m0);
+  const DqTileLayout& layout = args.dq_layout;
   for (int index = static_cast<int>(threadIdx.x); index < rows * chunks; index += kPassThreads) {
     const int row = m0 + index / chunks;
     const int col = (index % chunks) * 8;
-    const float4* from = reinterpret_cast<const float4*>(
-        args.dq_accum + (slot0 + row) * args.dq_accum_width + col);
-    const float4 lo = from[0];
-    const float4 hi = from[1];
-    const float values[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    float values[8];
+    if (layout.tile_rows == 0) {
+      const float4* from = reinterpret_cast<const float4*>(
+          args.dq_accum + (slot0 + row) * args.dq_accum_width + col);
+      const float4 lo = from[0];
+      const float4 hi = from[1];
+      values[0] = lo.x, values[1] = lo.y, values[2] = lo.z, values[3] = lo.w;
+      values[4] = hi.x, values[5] = hi.y, values[6] = hi.z, values[7] = hi.w;
+    } else {
+      // Fragment order (DqTileLayout): the eight columns are one n8 block of one warp, values
+      // 2 hh, 2 hh + 1 of lanes 4 g .. 4 g + 3.
+      const int tile_row = row % layout.tile_rows;
+      const int warp_row = tile_row % layout.warp_rows;
+      const int warp = (col / layout.warp_cols) * layout.warps_along_rows +
+                       tile_row / layout.warp_rows;
+      const int blocks_per_row = layout.warp_cols / 8;  // n8 blocks of a warp's m16 row
+      const int block = (warp_row / 16) * blocks_per_row + (col % layout.warp_cols) / 8;
+      const int64_t warp_values = int64_t{layout.warp_rows} * layout.warp_cols;
+      const float* from = args.dq_accum +
+                          (slot0 + row - tile_row) * args.dq_accum_width + warp * warp_values +
+                          (block * 32 + (warp_row % 8) * 4) * 4 + 2 * ((warp_row / 8) % 2);
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const float2 pair = *reinterpret_cast<const float2*>(from + 4 * t);
+        values[2 * t] = pair.x;
+        values[2 * t + 1] = pair.y;
+      }
+    }
     T converted[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) converted[e] = static_cast<T>(values[e] * args.dq_scale);
