@@ -391,6 +391,7 @@ step_ncu_backward() {
   for lib in "default=$BUILD/libflashattn_bench.so" "$BUILD"/tune_backward/*/libshim.so; do
     if [[ $lib == default=* ]]; then name=default lib=${lib#default=}; else name=$(basename "$(dirname "$lib")"); fi
     [[ $name == default || $name == *_$d ]] || continue  # a shim knows only its own width
+    lib=$(realpath "$lib")  # run from bench/
     echo "== $name d$d s$s" >> "$OUT/ncu_backward.log"
     (cd bench && timeout "$(step_timeout 120)" ncu -k regex:backward_kernel -c 1 --metrics "$metrics" \
       python3 gpu_backward.py --lib "$lib" --no-peers --dtypes bf16 --dims "$d" --seqlens "$s" \
