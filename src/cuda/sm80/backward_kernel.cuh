@@ -637,7 +637,8 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
   BackwardKernelArgs launched = args;
   launched.dq_layout = Config::kDqLayout;
   // Without keys dQ is zero: the post-pass alone (any layout of zeros reads as zeros).
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return launch_backward_finish(kDType, launched, stream);
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0)
+    return launch_backward_finish(kDType, launched, stream);
   launched.rotate_dq_order = false;
   if (Config::kRotateWalks && args.semaphores != nullptr && a.window_left < 0 &&
       a.window_right < 0) {
