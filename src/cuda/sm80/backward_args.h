@@ -19,12 +19,12 @@ inline constexpr int kBackwardBlockM = 64;
 // less one): a tile that runs past its sequence's end adds its dQ rows there, unmasked.
 inline constexpr int kWorkspaceRowGap = 128;
 
-// Where dQ element (row, col) of a query tile lives in the workspace. tile_rows == 0: row-major
-// (row * width + col). Else fragment order: each whole tile of tile_rows rows (from the
-// sequence's first row) is the main kernel's dQ accumulators, warp by warp, then per m16 x n8
-// block in register order, 32 lanes x 4 values each; warps tile the rows x columns as
-// warps_along_rows x (8 / warps_along_rows) blocks of warp_rows x warp_cols. One vector
-// atomic of a warp then covers 512 contiguous bytes (4 cache lines) instead of 8 rows.
+// Where dQ element (row, col) lives in the workspace: fragment order. Each tile of tile_rows
+// query rows (counted from the sequence's first row; tile_rows * width values) holds the main
+// kernel's dQ accumulators warp by warp, each warp's per m16 x n8 block in register order, 32
+// lanes x 4 values a block; warp w covers rows (w % warps_along_rows) * warp_rows and columns
+// (w / warps_along_rows) * warp_cols onward. A warp-wide vector atomic then covers 512
+// contiguous bytes (4 cache lines) instead of 8 rows.
 struct DqTileLayout {
   int tile_rows;
   int warp_rows;
