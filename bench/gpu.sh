@@ -20,6 +20,8 @@
 #                                           end by then; sanitizer and test runs have timeouts
 #   ARCHS=90 HDIMS=all DTYPES=all           the instance set (FLASHATTN_ARCHS / _HDIMS / _DTYPES)
 #   BUILD=build-gpu                         build directory
+#   CMAKE_EXTRA=""                          extra arguments of the configure step (e.g.
+#                                           -DCMAKE_CUDA_FLAGS=-DFLAG=1 for a variant's tests)
 #   GTEST_ROOT=dir                          a GoogleTest (include/, lib/) if the machine has none
 #   TEST_FILTER='*'                         gtest filter of the test step (both binaries)
 #   SMEM_CAPS="166912 101376"               the test step also runs the small cases of both
@@ -113,7 +115,7 @@ step_build() {
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHATTN_CUDA=ON \
     -DFLASHATTN_ARCHS="$ARCHS" -DFLASHATTN_HDIMS="$HDIMS" -DFLASHATTN_DTYPES="$DTYPES" \
     -DFLASHATTN_BUILD_CLI=ON -DFLASHATTN_BUILD_PYTHON=ON -DFLASHATTN_PTXAS_VERBOSE=ON \
-    "${gtest_args[@]}" > "$OUT/build.log" 2>&1
+    "${gtest_args[@]}" ${CMAKE_EXTRA:-} > "$OUT/build.log" 2>&1
   status=$?
   targets=(flashattn flashattn_cli forward_test)
   local missing=""
@@ -369,6 +371,36 @@ step_tune_backward() {
   fi
   note "tune_backward: $(echo $TUNE_BWD_VARIANTS | wc -w) variants ($OUT/tune_backward.log)"
   cat "$OUT/tune_backward.log"
+}
+
+# ncu on the backward kernel of the default library and of each tune_backward shim named
+# <name>_<head_dim> (run after step tune_backward), NCU_BWD_POINT="head_dim:seqlen" (bf16): shared-memory
+# wavefronts and bank conflicts (every such counter this ncu knows), instructions, stalls.
+step_ncu_backward() {
+  local point=${NCU_BWD_POINT:-256:4096} d s metrics lib name
+  d=${point%%:*} s=${point##*:}
+  metrics=$(ncu --query-metrics 2>/dev/null | awk '{print $1}' |
+    grep -E '^l1tex__data_(bank_conflicts|pipe_lsu_wavefronts)_pipe_lsu_mem_shared|^l1tex__data_pipe_lsu_wavefronts_mem_shared' |
+    sed 's/$/.sum/' | sort -u | tr '\n' ',')
+  metrics+=smsp__inst_executed.sum,gpu__time_duration.sum
+  metrics+=,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+  for stall in long_scoreboard short_scoreboard mio_throttle wait barrier; do
+    metrics+=,smsp__average_warps_issue_stalled_${stall}_per_issue_active.ratio
+  done
+  : > "$OUT/ncu_backward.log"
+  for lib in "default=$BUILD/libflashattn_bench.so" "$BUILD"/tune_backward/*/libshim.so; do
+    if [[ $lib == default=* ]]; then name=default lib=${lib#default=}; else name=$(basename "$(dirname "$lib")"); fi
+    [[ $name == default || $name == *_$d ]] || continue  # a shim knows only its own width
+    lib=$(realpath "$lib")  # run from bench/
+    echo "== $name d$d s$s" >> "$OUT/ncu_backward.log"
+    (cd bench && timeout "$(step_timeout 120)" ncu -k regex:backward_kernel -c 1 --metrics "$metrics" \
+      python3 gpu_backward.py --lib "$lib" --no-peers --dtypes bf16 --dims "$d" --seqlens "$s" \
+      --iters 1 --warmup 0 --min-iters 1) > "$OUT/ncu_backward_$name.log" 2>&1
+    grep -E "^ +(l1tex|smsp|gpu__|sm__)" "$OUT/ncu_backward_$name.log" >> "$OUT/ncu_backward.log" ||
+      tail -5 "$OUT/ncu_backward_$name.log" >> "$OUT/ncu_backward.log"
+  done
+  note "ncu_backward d$d s$s ($OUT/ncu_backward.log)"
+  cat "$OUT/ncu_backward.log"
 }
 
 for step in $STEPS; do "step_$step"; done

@@ -272,8 +272,10 @@ ForwardKernelArgs attention_args(const AttentionArgs& params, const TensorRef& o
   return args;
 }
 
+// Workspace rows per head: every sequence's rows and the gap after it (kWorkspaceRowGap).
 int64_t rows_total(const AttentionArgs& params) {
-  return params.cu_seqlens_q != nullptr ? params.total_q : params.batch * params.seqlen_q;
+  return (params.cu_seqlens_q != nullptr ? params.total_q : params.batch * params.seqlen_q) +
+         params.batch * int64_t{kWorkspaceRowGap};
 }
 
 int query_blocks(const AttentionArgs& params) {
@@ -391,8 +393,7 @@ Status backward(const BackwardParams& params) {
                                               layout.total - layout.zeroed_begin, stream);
   if (cleared != cudaSuccess) status = cuda_failure("clearing the workspace", cleared);
   if (status.ok()) status = launch_backward_prepare(params.dtype, args, stream);
-  if (status.ok()) status = launch(args, stream);
-  if (status.ok()) status = launch_backward_finish(params.dtype, args, stream);
+  if (status.ok()) status = launch(args, stream);  // and the post-pass
   if (allocated != nullptr) {
     const cudaError_t freed = cudaFreeAsync(allocated, stream);
     if (freed != cudaSuccess && status.ok()) status = cuda_failure("freeing the workspace", freed);

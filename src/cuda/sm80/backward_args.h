@@ -15,6 +15,23 @@ namespace flashattn::cuda_sm80 {
 // Query rows per block of the backward (the main kernel's inner tile, the passes' tile).
 inline constexpr int kBackwardBlockM = 64;
 
+// Workspace rows left free after each sequence (at least the main kernel's largest query tile
+// less one): a tile that runs past its sequence's end adds its dQ rows there, unmasked.
+inline constexpr int kWorkspaceRowGap = 128;
+
+// Where dQ element (row, col) lives in the workspace: fragment order. Each tile of tile_rows
+// query rows (counted from the sequence's first row; tile_rows * width values) holds the main
+// kernel's dQ accumulators warp by warp, each warp's per m16 x n8 block in register order, 32
+// lanes x 4 values a block; warp w covers rows (w % warps_along_rows) * warp_rows and columns
+// (w / warps_along_rows) * warp_cols onward. A warp-wide vector atomic then covers 512
+// contiguous bytes (4 cache lines) instead of 8 rows.
+struct DqTileLayout {
+  int tile_rows;
+  int warp_rows;
+  int warp_cols;
+  int warps_along_rows;
+};
+
 // Everything one backward needs. `attention` describes the problem as for the forward: its
 // out and lse are the forward's results (read), dropout_mask is unused.
 struct BackwardKernelArgs {
@@ -30,13 +47,14 @@ struct BackwardKernelArgs {
   int64_t dv_batch_stride, dv_row_stride, dv_head_stride;
 
   // Workspace, per query head h and query row r (dense: r = b * seqlen_q + row, varlen: the
-  // packed row), slot = h * rows_total + r:
+  // packed row), slot = h * rows_total + r + b * kWorkspaceRowGap:
   float* lse_log2;      // [heads_q * rows_total]: the forward's LSE times log2(e)
   float* delta;         // [heads_q * rows_total]: rowsum(dO * O)
-  float* dq_accum;      // [heads_q * rows_total, dq_accum_width]: dQ in fp32, zeroed
+  float* dq_accum;      // [heads_q * rows_total, dq_accum_width]: dQ in fp32 (dq_layout), zeroed
   int* semaphores;      // deterministic: [batch * heads_q * m_blocks], zeroed; else null
   int64_t rows_total;
   int dq_accum_width;   // the tile width
+  DqTileLayout dq_layout;  // set by the main kernel's launch, read by the post-pass
   int m_blocks;         // query blocks of the longest sequence
   float dq_scale;       // applied by the post-pass (the softmax scale, 1 with score modifiers)
   // Deterministic, no mask, every key block of a sequence resident at once (set at launch):
@@ -68,7 +86,7 @@ template <DType kDType, int kWidth, bool kExtras>
 Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream);
 
 // The passes around it (src/cuda/sm80/backward_passes.cu): lse_log2 and delta before,
-// dq_accum -> dq after.
+// dq_accum -> dq after (launched by launch_backward_main, which sets dq_layout).
 Status launch_backward_prepare(DType dtype, const BackwardKernelArgs& args, cudaStream_t stream);
 Status launch_backward_finish(DType dtype, const BackwardKernelArgs& args, cudaStream_t stream);
 

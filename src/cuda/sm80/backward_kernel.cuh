@@ -100,27 +100,26 @@ struct BackwardConfig {
 #else
   static constexpr bool kRotateWalks = kRoomy && (kTall || kWide);
 #endif
-  // A lean step, in two parts. Lean dQ adds: the workspace's row stride is the tile width
-  // (backend.cpp lays it out so), a compile-time constant, and each add's address is one lane
-  // pointer plus an immediate (read from the arguments, each pair of adds worked out its
-  // 64-bit address again, ~16 instructions). Lean mask test: the band's 64-bit bounds are
-  // worked out only with a window (~40 uniform instructions a step). Measured together on the
-  // H200 (bench/NOTES.md, session 11), bf16: d64 +1-2%, d128 +1.5-3.4%, default and
-  // deterministic; d256 -2 to -3.5%, where the compile-time stride made ptxas spill 48-52 B
-  // (the mask test alone: none). FLASHATTN_SM80_BWD_LEAN_DQ_ADDS / _LEAN_MASK_TEST = 0 / 1
-  // force them off / on (A/B runs).
-#ifdef FLASHATTN_SM80_BWD_LEAN_DQ_ADDS
-  static constexpr bool kLeanDqAdds = FLASHATTN_SM80_BWD_LEAN_DQ_ADDS != 0;
-#else
-  static constexpr bool kLeanDqAdds = kWidth <= 128;
-#endif
+  // Lean mask test: the band's 64-bit bounds are worked out only with a window (~40 uniform
+  // instructions a step). Measured with session 11's lean dQ adds on the H200 (bench/NOTES.md),
+  // bf16: d64 +1-2%, d128 +1.5-3.4%; at d256 the mask test alone was within noise (session
+  // 12). FLASHATTN_SM80_BWD_LEAN_MASK_TEST = 0 / 1 forces it off / on (A/B runs).
 #ifdef FLASHATTN_SM80_BWD_LEAN_MASK_TEST
   static constexpr bool kLeanMaskTest = FLASHATTN_SM80_BWD_LEAN_MASK_TEST != 0;
 #else
   static constexpr bool kLeanMaskTest = kWidth <= 128;
 #endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
-  using Dq = WarpGrid<kBlockM, kWidth, kWarps, kTall || !kFourColumnWarps ? 4 : 2>;
+  static constexpr int kDqWarpsAlongRows = kTall || !kFourColumnWarps ? 4 : 2;
+  using Dq = WarpGrid<kBlockM, kWidth, kWarps, kDqWarpsAlongRows>;
+  // dQ goes to the workspace in fragment order (DqTileLayout): each warp-wide vector atomic adds
+  // a lane's four accumulator values of one m16 x n8 block to 512 contiguous bytes (4 cache
+  // lines). Row-major, each of twice as many atomics (two values a lane) covered 8 rows: 8
+  // lines. Measured on the H200 (bench/NOTES.md, session 12), bf16, same-process A/B against
+  // the row-major adds: d64 +2.5-4%, d128 +4-8.5%, d256 +9-14.5%; deterministic +5-11%. (A
+  // probe without any adds had put their cost at 10% / 14% / 24% of the step.)
+  static constexpr DqTileLayout kDqLayout{kBlockM, Dq::kRows, Dq::kCols, kDqWarpsAlongRows};
+  static_assert(kBlockM <= kWorkspaceRowGap, "a tile past its sequence stays in the gap");
 
   using KvTile = SmemTile<kBlockN, kWidth>;
   using QTile = SmemTile<kBlockM, kWidth>;
@@ -519,15 +518,12 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
         if (lane == 0) cuda::add_release(semaphore, 1);
       }
     };
-    // The workspace's row stride: the tile width (backend.cpp lays it out so). (Read at each
-    // use: without kLeanDqAdds the code is then the one measured before it.)
-    auto dq_stride = [&] { return Config::kLeanDqAdds ? kWidth : args.dq_accum_width; };
-    // This query tile's workspace rows from this warp's first column, and with kLeanDqAdds
-    // from this lane's first element (worked out only once dQ is in registers: kept live
-    // across dV and dK it made ptxas spill).
+    // This warp's fragments of the query tile in the workspace, from this lane's first four
+    // values (worked out only once dQ is in registers: kept live across dV and dK it made
+    // ptxas spill). The workspace's row stride is the tile width (backend.cpp lays it out so).
     auto dq_workspace = [&] {
-      return args.dq_accum + (slot_first + head * args.rows_total + m0) * dq_stride() + dq_col0 +
-             (Config::kLeanDqAdds ? (dq_row0 + g) * dq_stride() + 2 * t : 0);
+      return args.dq_accum + (slot_first + head * args.rows_total + m0) * kWidth +
+             warp * (Dq::kRows * Dq::kCols) + 4 * lane;
     };
     // dQ = dS K, then (deterministic) this warp's turn: where in the workspace to add it.
     auto dq_product = [&](DqTile& dq) {
@@ -537,21 +533,14 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       wait_turn();
       return dq_workspace();
     };
-    // dQ's add number i (of kDqAdds): rows (m, hh), columns n of the accumulator tile.
-    constexpr int kDqAdds = Dq::kMTiles * 2 * 2 * Dq::kPairs;
+    // dQ's add number i (of kDqAdds): the four values of accumulator block (m, n), unmasked
+    // (rows past the sequence go to the workspace's gap after it).
+    constexpr int kDqAdds = Dq::kMTiles * 2 * Dq::kPairs;
     auto add_dq = [&](const DqTile& dq, float* dq_base, int i) {
-      const int n = i % (2 * Dq::kPairs);
-      const int hh = (i / (2 * Dq::kPairs)) % 2;
-      const int m = i / (4 * Dq::kPairs);
-      const int row = dq_row0 + 16 * m + g + 8 * hh;
-      if (m0 + row < seq.len_q) {
-        float* const to = Config::kLeanDqAdds ? dq_base + (16 * m + 8 * hh) * dq_stride() + 8 * n
-                                              : dq_base + row * dq_stride() + 8 * n + 2 * t;
-        cuda::red_add_f32x2(to, dq.v[m][n][2 * hh], dq.v[m][n][2 * hh + 1]);
-      }
+      cuda::red_add_f32x4(dq_base + 128 * i, dq.v[i / (2 * Dq::kPairs)][i % (2 * Dq::kPairs)]);
     };
     if constexpr (Config::kSpreadDqAdds) {
-      // dQ first, its adds spread among the steps of dV (one or two per step): issued in one
+      // dQ first, its adds spread among the steps of dV (at most one per step): issued in one
       // burst at the end of the step they queued behind each other, and each next address
       // waited for the previous add to read its registers (session 5's profile: ~9% of the
       // stall samples).
@@ -608,8 +597,11 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
   using T = typename ElementOf<kDType>::type;
   const ForwardKernelArgs& a = args.attention;
   const dim3 grid((a.seqlen_k + Config::kBlockN - 1) / Config::kBlockN, a.batch, a.heads_kv);
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::Ok();
   BackwardKernelArgs launched = args;
+  launched.dq_layout = Config::kDqLayout;
+  // Without keys dQ is zero: the post-pass alone (any layout of zeros reads as zeros).
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0)
+    return launch_backward_finish(kDType, launched, stream);
   launched.rotate_dq_order = false;
   if (Config::kRotateWalks && args.semaphores != nullptr && a.window_left < 0 &&
       a.window_right < 0) {
@@ -624,8 +616,12 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
       launched.rotate_dq_order = 2 * static_cast<int>(grid.x) <= sms;
     }
   }
-  return launch_with_shared_memory<&backward_kernel<T, kWidth, kExtras, kRoomy>>(
-      grid, Config::kThreads, Config::kSmemBytes, stream, launched, "cuda backward");
+  if (Status status = launch_with_shared_memory<&backward_kernel<T, kWidth, kExtras, kRoomy>>(
+          grid, Config::kThreads, Config::kSmemBytes, stream, launched, "cuda backward");
+      !status.ok()) {
+    return status;
+  }
+  return launch_backward_finish(kDType, launched, stream);
 }
 
 // The roomy configuration where the device has the shared memory for it, else the other.

@@ -2,7 +2,8 @@
 //   prepare: delta = rowsum(dO * O) and the forward's LSE in log2 units, one fp32 per query
 //            row and head, in the workspace's slot layout (so the main kernel reads both
 //            contiguously whatever the caller's LSE strides);
-//   finish:  dq = dq_accum * dq_scale rounded to the element type, into the caller's strides.
+//   finish:  dq = dq_accum * dq_scale rounded to the element type, into the caller's strides
+//            (dq_accum in the main kernel's fragment order, args.dq_layout).
 // Both run one block per (64 query rows, batch, head) and touch only the rows of sequences.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -20,7 +21,9 @@ namespace {
 constexpr int kPassThreads = 256;
 constexpr int kPassWarps = kPassThreads / 32;
 
-size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
+size_t align_up(size_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
 
 // The rows one pass block covers: (64 query rows, batch, head) from the grid. `active` is
 // false past the end of the sequence (the grid is sized for the longest).
@@ -103,19 +106,34 @@ __global__ void __launch_bounds__(kPassThreads)
   const int m0 = block.m0;
   const SequenceView& seq = block.seq;
   const int64_t slot0 = block.slot0;
-  T* dq = static_cast<T*>(args.dq) + query_rows_offset(a, seq, block.b, block.h,
-                                                       args.dq_batch_stride, args.dq_row_stride,
-                                                       args.dq_head_stride);
+  T* dq =
+      static_cast<T*>(args.dq) + query_rows_offset(a, seq, block.b, block.h, args.dq_batch_stride,
+                                                   args.dq_row_stride, args.dq_head_stride);
   const int chunks = (a.head_dim + 7) / 8;
   const int rows = min(kBackwardBlockM, seq.len_q - m0);
+  const DqTileLayout& layout = args.dq_layout;
   for (int index = static_cast<int>(threadIdx.x); index < rows * chunks; index += kPassThreads) {
     const int row = m0 + index / chunks;
     const int col = (index % chunks) * 8;
-    const float4* from = reinterpret_cast<const float4*>(
-        args.dq_accum + (slot0 + row) * args.dq_accum_width + col);
-    const float4 lo = from[0];
-    const float4 hi = from[1];
-    const float values[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    // The eight columns are one n8 block of one warp's fragments (DqTileLayout): values
+    // 2 hh, 2 hh + 1 of lanes 4 g .. 4 g + 3.
+    const int tile_row = row % layout.tile_rows;
+    const int warp_row = tile_row % layout.warp_rows;
+    const int warp =
+        (col / layout.warp_cols) * layout.warps_along_rows + tile_row / layout.warp_rows;
+    const int blocks_per_row = layout.warp_cols / 8;  // n8 blocks of a warp's m16 row
+    const int block = (warp_row / 16) * blocks_per_row + (col % layout.warp_cols) / 8;
+    const int64_t warp_values = int64_t{layout.warp_rows} * layout.warp_cols;
+    const float* from = args.dq_accum + (slot0 + row - tile_row) * args.dq_accum_width +
+                        warp * warp_values + (block * 32 + (warp_row % 8) * 4) * 4 +
+                        2 * ((warp_row / 8) % 2);
+    float values[8];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      const float2 pair = *reinterpret_cast<const float2*>(from + 4 * t);
+      values[2 * t] = pair.x;
+      values[2 * t + 1] = pair.y;
+    }
     T converted[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) converted[e] = static_cast<T>(values[e] * args.dq_scale);
@@ -171,7 +189,8 @@ BackwardWorkspaceLayout backward_workspace_layout(int64_t heads_q, int64_t rows_
   layout.delta = align_up(slots * sizeof(float));
   layout.dq_accum = layout.delta + align_up(slots * sizeof(float));
   layout.zeroed_begin = layout.dq_accum;
-  layout.semaphores = layout.dq_accum + align_up(slots * static_cast<size_t>(width) * sizeof(float));
+  layout.semaphores =
+      layout.dq_accum + align_up(slots * static_cast<size_t>(width) * sizeof(float));
   const size_t semaphores =
       deterministic ? static_cast<size_t>(batch) * static_cast<size_t>(heads_q) * m_blocks : 0;
   // Never empty, so that a successful allocation always yields a pointer.

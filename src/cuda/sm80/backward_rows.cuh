@@ -20,11 +20,13 @@ __device__ __forceinline__ int64_t query_rows_offset(const ForwardKernelArgs& ar
   return (varlen ? seq.q_row0 * row_stride : b * batch_stride) + h * head_stride;
 }
 
-// Workspace slot (lse_log2, delta, dq_accum row) of the first query row of sequence b, head h.
+// Workspace slot (lse_log2, delta, dq_accum row) of the first query row of sequence b, head h:
+// sequences kWorkspaceRowGap rows apart.
 __device__ __forceinline__ int64_t workspace_slot0(const BackwardKernelArgs& args,
                                                    const SequenceView& seq, int b, int h) {
   const bool varlen = args.attention.cu_seqlens_q != nullptr;
-  return h * args.rows_total + (varlen ? seq.q_row0 : int64_t{b} * args.attention.seqlen_q);
+  return h * args.rows_total + (varlen ? seq.q_row0 : int64_t{b} * args.attention.seqlen_q) +
+         int64_t{b} * kWorkspaceRowGap;
 }
 
 }  // namespace flashattn::cuda_sm80
