@@ -97,18 +97,8 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// dst[0..1] += (x, y) in global memory without a return value: one vector reduction on sm90,
-// two scalar ones before it.
-__device__ __forceinline__ void red_add_f32x2(float* dst, float x, float y) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(x), "f"(y) : "memory");
-#else
-  atomicAdd(dst, x);
-  atomicAdd(dst + 1, y);
-#endif
-}
-
-// The same for four consecutive floats (one 16-byte vector atomic on sm90).
+// dst[0..3] += v in global memory without a return value: one 16-byte vector reduction on
+// sm90, four scalar ones before it.
 __device__ __forceinline__ void red_add_f32x4(float* dst, const float (&v)[4]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "f"(v[0]), "f"(v[1]),
