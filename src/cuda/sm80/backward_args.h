@@ -48,15 +48,15 @@ struct BackwardKernelArgs {
 
   // Workspace, per query head h and query row r (dense: r = b * seqlen_q + row, varlen: the
   // packed row), slot = h * rows_total + r + b * kWorkspaceRowGap:
-  float* lse_log2;      // [heads_q * rows_total]: the forward's LSE times log2(e)
-  float* delta;         // [heads_q * rows_total]: rowsum(dO * O)
-  float* dq_accum;      // [heads_q * rows_total, dq_accum_width]: dQ in fp32 (dq_layout), zeroed
-  int* semaphores;      // deterministic: [batch * heads_q * m_blocks], zeroed; else null
+  float* lse_log2;  // [heads_q * rows_total]: the forward's LSE times log2(e)
+  float* delta;     // [heads_q * rows_total]: rowsum(dO * O)
+  float* dq_accum;  // [heads_q * rows_total, dq_accum_width]: dQ in fp32 (dq_layout), zeroed
+  int* semaphores;  // deterministic: [batch * heads_q * m_blocks], zeroed; else null
   int64_t rows_total;
-  int dq_accum_width;   // the tile width
+  int dq_accum_width;      // the tile width
   DqTileLayout dq_layout;  // set by the main kernel's launch, read by the post-pass
-  int m_blocks;         // query blocks of the longest sequence
-  float dq_scale;       // applied by the post-pass (the softmax scale, 1 with score modifiers)
+  int m_blocks;            // query blocks of the longest sequence
+  float dq_scale;          // applied by the post-pass (the softmax scale, 1 with score modifiers)
   // Deterministic, no mask, every key block of a sequence resident at once (set at launch):
   // key block n starts its walk over the query blocks at n * (query blocks / key blocks)
   // and wraps around, and each query block takes the adds in the order the walks reach it,
@@ -77,9 +77,8 @@ struct BackwardWorkspaceLayout {
   size_t total = 0;
 };
 
-BackwardWorkspaceLayout backward_workspace_layout(int64_t heads_q, int64_t rows_total,
-                                                  int width, int64_t batch, int m_blocks,
-                                                  bool deterministic);
+BackwardWorkspaceLayout backward_workspace_layout(int64_t heads_q, int64_t rows_total, int width,
+                                                  int64_t batch, int m_blocks, bool deterministic);
 
 // One compiled main-kernel instance (src/cuda/instances/backward_*.cu).
 template <DType kDType, int kWidth, bool kExtras>
