@@ -8,6 +8,7 @@
 # Run from the repository root on the GPU machine:  OUT=/path bench/gpu.sh
 # Environment (all optional):
 #   STEPS="build test sanitize pytest bench"  which steps, in this order (also: ncu, profile, tune,
+#                                           tune_backward, ncu_backward,
 #                                           suite = bench/gpu_suite.sh, issue 7's benchmark
 #                                           suite, in its own build directory, within what
 #                                           TOTAL_S leaves: STEPS=suite alone is one ~6 min call)
@@ -38,6 +39,8 @@
 #   BWD_BENCH_ARGS=""                       extra arguments of bench/gpu_backward.py
 #   PYTEST_ARGS="tests/python/test_cuda.py" what step pytest runs
 #   NCU_DIMS=128 NCU_SEQLENS=4096           step "ncu": the forward's ncu look (ours and FA2)
+#   NCU_BWD_POINT="256:4096"                step "ncu_backward": head_dim:seqlen of its ncu look
+#                                           at the default library and the tune_backward shims
 #   PROFILES="backward:128:4096:0"          step "profile": bench/profile_kernel.sh (SOURCE=1) per
 #                                           entry direction:head_dim:seqlen:causal
 #   TUNE_BWD_VARIANTS="name@128:-DFLAG=1+-DOTHER=0 ..."  step "tune_backward": backward variants
@@ -374,8 +377,9 @@ step_tune_backward() {
 }
 
 # ncu on the backward kernel of the default library and of each tune_backward shim named
-# <name>_<head_dim> (run after step tune_backward), NCU_BWD_POINT="head_dim:seqlen" (bf16): shared-memory
-# wavefronts and bank conflicts (every such counter this ncu knows), instructions, stalls.
+# <name>_<head_dim> (run after step tune_backward), NCU_BWD_POINT="head_dim:seqlen" (bf16):
+# shared-memory wavefronts and bank conflicts (every such counter this ncu knows),
+# instructions, stalls.
 step_ncu_backward() {
   local point=${NCU_BWD_POINT:-256:4096} d s metrics lib name
   d=${point%%:*} s=${point##*:}
@@ -389,7 +393,11 @@ step_ncu_backward() {
   done
   : > "$OUT/ncu_backward.log"
   for lib in "default=$BUILD/libflashattn_bench.so" "$BUILD"/tune_backward/*/libshim.so; do
-    if [[ $lib == default=* ]]; then name=default lib=${lib#default=}; else name=$(basename "$(dirname "$lib")"); fi
+    if [[ $lib == default=* ]]; then
+      name=default lib=${lib#default=}
+    else
+      name=$(basename "$(dirname "$lib")")
+    fi
     [[ $name == default || $name == *_$d ]] || continue  # a shim knows only its own width
     lib=$(realpath "$lib")  # run from bench/
     echo "== $name d$d s$s" >> "$OUT/ncu_backward.log"

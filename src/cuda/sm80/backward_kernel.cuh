@@ -9,8 +9,9 @@
 //      written to shared memory;
 //   2. dV += P^T dO and dK += dS^T Q, warps in a grid over keys x head dim, P^T and dS^T read
 //      with ldmatrix.trans;
-//   3. dQ = dS K, warps in a grid over queries x head dim, added to the fp32 workspace with
-//      vector atomics, in key-block order under semaphores when deterministic.
+//   3. dQ = dS K, warps in a grid over queries x head dim, added to the fp32 workspace (in
+//      fragment order, DqTileLayout) with vector atomics, in key-block order under semaphores
+//      when deterministic.
 // Every warp reads only its own rows and columns of each operand, so a tile is read by a few
 // warps rather than all eight (the layout FA2 found to balance the three phases).
 #pragma once
@@ -537,7 +538,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     // (rows past the sequence go to the workspace's gap after it).
     constexpr int kDqAdds = Dq::kMTiles * 2 * Dq::kPairs;
     auto add_dq = [&](const DqTile& dq, float* dq_base, int i) {
-      cuda::red_add_f32x4(dq_base + 128 * i, dq.v[i / (2 * Dq::kPairs)][i % (2 * Dq::kPairs)]);
+      cuda::red_add_f32x4(dq_base + 32 * 4 * i,  // 32 lanes x 4 values a block
+                          dq.v[i / (2 * Dq::kPairs)][i % (2 * Dq::kPairs)]);
     };
     if constexpr (Config::kSpreadDqAdds) {
       // dQ first, its adds spread among the steps of dV (at most one per step): issued in one
