@@ -4,7 +4,8 @@
 # conflicts, registers, warp stalls). Usage: OUT=dir CLI=build/tools/cli/flashattn \
 #   bench/profile_kernel.sh [forward|backward=backward] [head_dim=128] [seqlen=4096] [causal=0]
 # SOURCE=1 also writes ours' SASS with per-instruction executed counts ($OUT/sass_ours.csv)
-# and a summary by opcode (where the instructions go) and by stall samples.
+# and a summary by opcode (where the instructions go) and by stall samples, and the same for
+# FA2 (bench/sass_summary.py).
 set -uo pipefail
 OUT=${OUT:-/tmp/flashattn-profile}
 CLI=${CLI:-build-gpu/tools/cli/flashattn}
@@ -59,54 +60,10 @@ if [[ ${SOURCE:-0} == 1 ]]; then
   ncu -k regex:$ours_kernel -c 1 --section SourceCounters --page source --print-source sass --csv \
     "$CLI" $cli_mode --backend cuda --batch "$b" --heads "$h" --seqlen "$s" --head-dim "$d" $causal_flag \
     --iters 1 --warmup 0 > "$OUT/sass_ours.csv" 2> "$OUT/sass_ours.err"
-  python3 - "$OUT/sass_ours.csv" <<'PY'
-import csv, sys, collections
-rows = list(csv.reader(open(sys.argv[1], errors="replace")))
-head = next((i for i, r in enumerate(rows) if "Source" in r), None)
-if head is None:
-    sys.exit("no SASS table in " + sys.argv[1])
-cols = rows[head]
-src = cols.index("Source")
-
-
-def counted(prefix):
-    """(row number, opcode, SASS text, count) for each instruction with a number in the column."""
-    column = next((i for i, c in enumerate(cols) if c.startswith(prefix)), None)
-    if column is None:
-        return None
-    found = []
-    for number, r in enumerate(rows[head + 1:]):
-        if len(r) <= max(src, column):
-            continue
-        try:
-            n = int(float(r[column].replace(",", "") or 0))
-        except ValueError:
-            continue
-        words = r[src].strip().split() or ["?"]
-        op = words[1] if words[0].startswith("@") and len(words) > 1 else words[0]
-        found.append((number, op.split(".")[0], r[src].strip(), n))
-    return found
-
-
-def print_by_opcode(found, title, most):
-    """Sums per opcode, the `most` largest with their share; returns the total."""
-    by_op = collections.Counter()
-    for _, op, _, n in found:
-        by_op[op] += n
-    total = sum(by_op.values())
-    print(title.format(instructions=len(found), total=total))
-    for op, n in by_op.most_common(most):
-        print(f"{op:12s} {n:>14,} {100 * n / max(total, 1):5.1f}%")
-    return total
-
-
-print_by_opcode(counted("Instructions Executed"),
-                "== ours SASS: {instructions} instructions in the kernel, {total:,} warp-instructions executed", 25)
-# Where the warps wait: stall samples per opcode and the 30 instructions with the most.
-stalled = counted("Warp Stall Sampling (All")
-if stalled is not None:
-    samples = print_by_opcode(stalled, "== ours stall samples: {total:,}", 15)
-    for number, _, text, n in sorted(stalled, key=lambda x: -x[3])[:30]:
-        print(f"{100 * n / max(samples, 1):5.1f}%  #{number:<5d} {text[:90]}")
-PY
+  # FA2's too: its instruction mix beside ours says where the extra instructions are.
+  ncu -k regex:$fa2_kernel -c 1 --section SourceCounters --page source --print-source sass --csv \
+    python3 "$OUT/fa2_driver.py" > "$OUT/sass_fa2.csv" 2> "$OUT/sass_fa2.err"
+  for who in ours fa2; do
+    python3 "$(dirname "$0")/sass_summary.py" "$who" "$OUT/sass_$who.csv"
+  done
 fi
