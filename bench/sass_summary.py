@@ -53,3 +53,12 @@ if stalled is not None:
     samples = print_by_opcode(stalled, "== " + label + " stall samples: {total:,}", 15)
     for number, _, text, n in sorted(stalled, key=lambda x: -x[3])[:30]:
         print(f"{100 * n / max(samples, 1):5.1f}%  #{number:<5d} {text[:90]}")
+# Where the shared-memory bank conflicts are: the instructions with excess wavefronts (ncu's
+# "L1 Wavefronts Shared Excessive" column, where this ncu has it).
+excessive = counted("L1 Wavefronts Shared Excessive")
+if excessive is not None:
+    total = sum(n for *_, n in excessive)
+    print(f"== {label} excess shared wavefronts: {total:,}")
+    for number, _, text, n in sorted(excessive, key=lambda x: -x[3])[:12]:
+        if n > 0:
+            print(f"{n:>14,}  #{number:<5d} {text[:90]}")
