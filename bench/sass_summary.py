@@ -1,5 +1,6 @@
 """Summary of one kernel's SASS from ncu's SourceCounters page (csv): warp-instructions executed
-per opcode and stall samples per opcode and per instruction.
+per opcode, stall samples per opcode and per instruction, and per stall reason the opcodes that
+carry it (which instructions wait for the MIO queue, for results, at barriers).
 Usage: sass_summary.py <label> <sass.csv> (bench/profile_kernel.sh SOURCE=1 writes the csv)."""
 import collections
 import csv
@@ -53,6 +54,17 @@ if stalled is not None:
     samples = print_by_opcode(stalled, "== " + label + " stall samples: {total:,}", 15)
     for number, _, text, n in sorted(stalled, key=lambda x: -x[3])[:30]:
         print(f"{100 * n / max(samples, 1):5.1f}%  #{number:<5d} {text[:90]}")
+# Per stall reason (ncu's stall_* columns): its samples and the opcodes that carry most of them.
+for reason in ("mio", "short_sb", "long_sb", "wait", "math", "lg", "barrier", "not_selected",
+               "dispatch", "branch_resolving", "no_inst"):
+    found = counted(f"stall_{reason}")
+    if not found:
+        continue
+    by_op = collections.Counter()
+    for _, op, _, n in found:
+        by_op[op] += n
+    print(f"== {label} stall_{reason}: {sum(by_op.values()):,} samples; " +
+          ", ".join(f"{op} {n:,}" for op, n in by_op.most_common(5)))
 # Where the shared-memory bank conflicts are: the instructions with excess wavefronts (ncu's
 # "L1 Wavefronts Shared Excessive" column, where this ncu has it).
 excessive = counted("L1 Wavefronts Shared Excessive")
