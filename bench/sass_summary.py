@@ -16,8 +16,10 @@ src = cols.index("Source")
 
 
 def counted(prefix):
-    """(row number, opcode, SASS text, count) for each instruction with a number in the column."""
-    column = next((i for i, c in enumerate(cols) if c.startswith(prefix)), None)
+    """(row number, opcode, SASS text, count) for each instruction with a number in the column
+    named `prefix` (else the first whose name starts with it)."""
+    column = cols.index(prefix) if prefix in cols else next(
+        (i for i, c in enumerate(cols) if c.startswith(prefix)), None)
     if column is None:
         return None
     found = []
@@ -34,11 +36,17 @@ def counted(prefix):
     return found
 
 
+def by_opcode(found):
+    """The counts of `counted` summed per opcode."""
+    sums = collections.Counter()
+    for _, op, _, n in found:
+        sums[op] += n
+    return sums
+
+
 def print_by_opcode(found, title, most):
     """Sums per opcode, the `most` largest with their share; returns the total."""
-    by_op = collections.Counter()
-    for _, op, _, n in found:
-        by_op[op] += n
+    by_op = by_opcode(found)
     total = sum(by_op.values())
     print(title.format(instructions=len(found), total=total))
     for op, n in by_op.most_common(most):
@@ -60,17 +68,19 @@ for reason in ("mio", "short_sb", "long_sb", "wait", "math", "lg", "barrier", "n
     found = counted(f"stall_{reason}")
     if not found:
         continue
-    by_op = collections.Counter()
-    for _, op, _, n in found:
-        by_op[op] += n
+    by_op = by_opcode(found)
     print(f"== {label} stall_{reason}: {sum(by_op.values()):,} samples; " +
           ", ".join(f"{op} {n:,}" for op, n in by_op.most_common(5)))
-# Where the shared-memory bank conflicts are: the instructions with excess wavefronts (ncu's
-# "L1 Wavefronts Shared Excessive" column, where this ncu has it).
-excessive = counted("L1 Wavefronts Shared Excessive")
-if excessive is not None:
-    total = sum(n for *_, n in excessive)
-    print(f"== {label} excess shared wavefronts: {total:,}")
-    for number, _, text, n in sorted(excessive, key=lambda x: -x[3])[:12]:
-        if n > 0:
-            print(f"{n:>14,}  #{number:<5d} {text[:90]}")
+# Where the shared-memory bank conflicts are: the instructions whose shared wavefronts exceed
+# the ideal (this ncu leaves its "L1 Wavefronts Shared Excessive" column at zero, but fills the
+# wavefronts and their ideal).
+wavefronts = counted("L1 Wavefronts Shared")
+ideal = counted("L1 Wavefronts Shared Ideal")
+if wavefronts and ideal:
+    ideal_of = {number: n for number, _, _, n in ideal}
+    excess = [(n - ideal_of.get(number, 0), number, text) for number, _, text, n in wavefronts]
+    print(f"== {label} shared wavefronts: {sum(n for *_, n in wavefronts):,}, "
+          f"above the ideal: {sum(e for e, *_ in excess):,}")
+    for e, number, text in sorted(excess, reverse=True)[:12]:
+        if e > 0:
+            print(f"{e:>14,}  #{number:<5d} {text[:90]}")
