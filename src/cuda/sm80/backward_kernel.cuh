@@ -110,6 +110,21 @@ struct BackwardConfig {
 #else
   static constexpr bool kLeanMaskTest = kWidth <= 128;
 #endif
+  // Load windows (not measured yet, off by default): a __syncwarp after every kLoadWindow*
+  // steps of a product, which shared loads cannot cross, so ptxas cannot hoist a whole
+  // product's ldmatrix ahead of its first mma (ncu, session 13, d64 s4k: ~27 ldmatrix issued
+  // back to back after the step's barrier, the warps then stalled on the full MIO queue).
+  // Sdp: S and dP; Dkv: dV, dK and dQ. FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP / _DKV = n sets them.
+#ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP
+  static constexpr int kLoadWindowSdp = FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP;
+#else
+  static constexpr int kLoadWindowSdp = 0;
+#endif
+#ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_DKV
+  static constexpr int kLoadWindowDkv = FLASHATTN_SM80_BWD_LOAD_WINDOW_DKV;
+#else
+  static constexpr int kLoadWindowDkv = 0;
+#endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   static constexpr int kDqWarpsAlongRows = kTall || !kFourColumnWarps ? 4 : 2;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kDqWarpsAlongRows>;
@@ -382,9 +397,16 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     AccTile<Sdp::kMTiles, 2 * Sdp::kPairs> dp;
     s.zero();
     dp.zero();
-    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(sdp_q_lanes), b_rows(k_lanes_b));
-    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(sdp_do_lanes),
-                                                         b_rows(sdp_v_lanes));
+    // A fence every `window` steps of a product (Config::kLoadWindowSdp / Dkv; 0: none).
+    auto load_window = [](int window) {
+      return [window](int step) {
+        if (window > 0 && (step + 1) % window == 0) __syncwarp();
+      };
+    };
+    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(sdp_q_lanes), b_rows(k_lanes_b),
+                                                         load_window(Config::kLoadWindowSdp));
+    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(
+        dp, a_rows(sdp_do_lanes), b_rows(sdp_v_lanes), load_window(Config::kLoadWindowSdp));
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
     // key n0 + sdp_col0 + 8 n + 2 t + e.
@@ -529,8 +551,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     // dQ = dS K, then (deterministic) this warp's turn: where in the workspace to add it.
     auto dq_product = [&](DqTile& dq) {
       dq.zero();
-      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
-                                                          b_columns(k_lanes_bt));
+      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(
+          dq, a_rows(ds_lanes_a), b_columns(k_lanes_bt), load_window(Config::kLoadWindowDkv));
       wait_turn();
       return dq_workspace();
     };
@@ -555,9 +577,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
             for (int i = step * kDqAdds / kDkvSteps; i < (step + 1) * kDqAdds / kDkvSteps; ++i) {
               add_dq(dq, dq_base, i);
             }
+            load_window(Config::kLoadWindowDkv)(step);
           });
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
-                                                            b_columns(dkv_q_lanes));
+                                                            b_columns(dkv_q_lanes),
+                                                            load_window(Config::kLoadWindowDkv));
       release_turn();
     } else {
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),
