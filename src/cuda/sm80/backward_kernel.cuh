@@ -110,20 +110,24 @@ struct BackwardConfig {
 #else
   static constexpr bool kLeanMaskTest = kWidth <= 128;
 #endif
-  // Load windows (not measured yet, off by default): a __syncwarp after every kLoadWindow*
-  // steps of a product, which shared loads cannot cross, so ptxas cannot hoist a whole
-  // product's ldmatrix ahead of its first mma (ncu, session 13, d64 s4k: ~27 ldmatrix issued
-  // back to back after the step's barrier, the warps then stalled on the full MIO queue).
-  // Sdp: S and dP; Dkv: dV, dK and dQ. FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP / _DKV = n sets them.
+  // Load windows: a __syncwarp after every kLoadWindow* steps of a product, which shared loads
+  // cannot cross, so ptxas cannot hoist a whole product's ldmatrix ahead of its first mma (ncu,
+  // session 13, d64 s4k: ~27 ldmatrix issued back to back after the step's barrier, the warps
+  // then stalled on the full MIO queue). Sdp: S and dP; Dkv: dQ, dV and dK; 0: no window.
+  // Measured on the H200 (bench/NOTES.md, session 14), roomy, bf16, same-process A/B against no
+  // windows: Dkv = 1 gives d64 +1.5-2.5%, d128 +1.5-2%, d256 +1.3-2.6% (2 and 4 gain less or
+  // lose); Sdp = 1 adds to it at d64 (+4-5.6% together) and loses at d128 (spills). Compact
+  // kernels keep none (not measured).
+  // FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP / _DKV = n forces n everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP
   static constexpr int kLoadWindowSdp = FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP;
 #else
-  static constexpr int kLoadWindowSdp = 0;
+  static constexpr int kLoadWindowSdp = kRoomy && kWidth <= 64 ? 1 : 0;
 #endif
 #ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_DKV
   static constexpr int kLoadWindowDkv = FLASHATTN_SM80_BWD_LOAD_WINDOW_DKV;
 #else
-  static constexpr int kLoadWindowDkv = 0;
+  static constexpr int kLoadWindowDkv = kRoomy ? 1 : 0;
 #endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   static constexpr int kDqWarpsAlongRows = kTall || !kFourColumnWarps ? 4 : 2;

@@ -11,6 +11,18 @@ namespace flashattn::cuda_sm80 {
 
 using cuda::AccTile;
 
+// Forward load windows (an A/B flag, 0 = none): a __syncwarp after every n mma steps of
+// gemm_qk / gemm_pv, which shared loads cannot cross, so ptxas cannot hoist a product's
+// ldmatrix far ahead of its mma (the backward's windows, session 14).
+#ifndef FLASHATTN_SM80_FWD_LOAD_WINDOW
+#define FLASHATTN_SM80_FWD_LOAD_WINDOW 0
+#endif
+__device__ __forceinline__ void forward_load_window(int step) {
+  if constexpr (FLASHATTN_SM80_FWD_LOAD_WINDOW > 0) {
+    if ((step + 1) % FLASHATTN_SM80_FWD_LOAD_WINDOW == 0) __syncwarp();
+  }
+}
+
 // S = Q K^T for one warp's rows over the whole tile width. With kPrefetch the fragments are
 // loaded one mma step ahead (double-buffered registers) so that ldmatrix latency hides behind
 // the tensor cores; without, each is loaded right before its use.
@@ -52,6 +64,7 @@ __device__ __forceinline__ void gemm_qk(AccTile<kMTiles, kNTiles>& s, const QLan
         cuda::mma_16816<T>(s.v[m][2 * j], a[kk % 2][m], b[step % 2][0], b[step % 2][1]);
         cuda::mma_16816<T>(s.v[m][2 * j + 1], a[kk % 2][m], b[step % 2][2], b[step % 2][3]);
       }
+      forward_load_window(step);
     }
   }
 }
@@ -85,6 +98,7 @@ __device__ __forceinline__ void gemm_pv(AccTile<kMTiles, kDTiles>& o,
         cuda::mma_16816<T>(o.v[m][2 * j], p[m][kk], b[step % 2][0], b[step % 2][1]);
         cuda::mma_16816<T>(o.v[m][2 * j + 1], p[m][kk], b[step % 2][2], b[step % 2][3]);
       }
+      forward_load_window(step);
     }
   }
 }
