@@ -401,16 +401,13 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     AccTile<Sdp::kMTiles, 2 * Sdp::kPairs> dp;
     s.zero();
     dp.zero();
-    // A fence every `window` steps of a product (Config::kLoadWindowSdp / Dkv; 0: none).
-    auto load_window = [](int window) {
-      return [window](int step) {
-        if (window > 0 && (step + 1) % window == 0) __syncwarp();
-      };
-    };
+    // A fence every few steps of a product (Config::kLoadWindowSdp / Dkv; load_window).
+    const auto sdp_window = [](int step) { load_window<Config::kLoadWindowSdp>(step); };
+    const auto dkv_window = [](int step) { load_window<Config::kLoadWindowDkv>(step); };
     warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(sdp_q_lanes), b_rows(k_lanes_b),
-                                                         load_window(Config::kLoadWindowSdp));
-    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(
-        dp, a_rows(sdp_do_lanes), b_rows(sdp_v_lanes), load_window(Config::kLoadWindowSdp));
+                                                         sdp_window);
+    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(sdp_do_lanes),
+                                                         b_rows(sdp_v_lanes), sdp_window);
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
     // key n0 + sdp_col0 + 8 n + 2 t + e.
@@ -555,8 +552,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     // dQ = dS K, then (deterministic) this warp's turn: where in the workspace to add it.
     auto dq_product = [&](DqTile& dq) {
       dq.zero();
-      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(
-          dq, a_rows(ds_lanes_a), b_columns(k_lanes_bt), load_window(Config::kLoadWindowDkv));
+      warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
+                                                          b_columns(k_lanes_bt), dkv_window);
       wait_turn();
       return dq_workspace();
     };
@@ -581,11 +578,10 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
             for (int i = step * kDqAdds / kDkvSteps; i < (step + 1) * kDqAdds / kDkvSteps; ++i) {
               add_dq(dq, dq_base, i);
             }
-            load_window(Config::kLoadWindowDkv)(step);
+            dkv_window(step);
           });
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
-                                                            b_columns(dkv_q_lanes),
-                                                            load_window(Config::kLoadWindowDkv));
+                                                            b_columns(dkv_q_lanes), dkv_window);
       release_turn();
     } else {
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),
