@@ -95,14 +95,15 @@ struct ForwardConfig {
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
 #undef FLASHATTN_SM80_TUNED
   // Load windows (load_window): a __syncwarp every kLoadWindow mma steps of S = Q K^T and
-  // O += P V. Measured on the H200 (bench/NOTES.md, session 14), bf16, same-process A/B: d128
-  // window 2 +1.1-2.4% (s512 causal: 0), window 1 -0.6 to +2.5%; d256 (pair-split) windows 1 and
-  // 2 -0.3 to -2.8%; d64 window 1 -0.9 to +2% (8 B of spills). The extras kernels keep none (not
-  // measured). FLASHATTN_SM80_FWD_LOAD_WINDOW = n forces n everywhere (A/B runs).
+  // O += P V. Measured on the H200 (bench/NOTES.md, session 14), bf16, same-process A/B against
+  // none: d128 window 2 +0-2.4% (two runs; window 1 -0.6 to +2.5%); d96 window 1 +1.8-5.9%
+  // (window 2 +1-5.2%); d256 (pair-split) windows 1 and 2 -0.3 to -2.8%; d64 windows 1 / 2
+  // -0.9 to +2% with 8-16 B of spills: not taken. The extras kernels keep none (not measured).
+  // FLASHATTN_SM80_FWD_LOAD_WINDOW = n forces n everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_FWD_LOAD_WINDOW
   static constexpr int kLoadWindow = FLASHATTN_SM80_FWD_LOAD_WINDOW;
 #else
-  static constexpr int kLoadWindow = kWidth == 128 && !kExtras ? 2 : 0;
+  static constexpr int kLoadWindow = kExtras ? 0 : kWidth == 128 ? 2 : kWidth == 96 ? 1 : 0;
 #endif
   static constexpr int kThreads = kWarps * 32;
   // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
