@@ -88,7 +88,7 @@ TEST(CudaForwardDropout, SameSeedSameMaskOtherOffsetOtherMask) {
   DeviceMirror device(problem);
   ASSERT_TRUE(device.ok());
   ForwardParams params = device.forward_params();
-  ASSERT_TRUE(flashattn::forward(params).ok());
+  ASSERT_OK_OR_SKIP(flashattn::forward(params));
   ASSERT_TRUE(device.copy_outputs_back());
   const std::span<std::byte> mask = problem.bytes(BufferId::dropout_mask);
   const std::vector<std::byte> first(mask.begin(), mask.end());
@@ -109,7 +109,7 @@ TEST(CudaForwardDropout, DevicePairOverridesTheScalars) {
   DeviceMirror device(problem);
   ASSERT_TRUE(device.ok());
   ForwardParams params = device.forward_params();
-  ASSERT_TRUE(flashattn::forward(params).ok());
+  ASSERT_OK_OR_SKIP(flashattn::forward(params));
   ASSERT_TRUE(device.copy_outputs_back());
   const std::vector<std::byte> mask(problem.bytes(BufferId::dropout_mask).begin(),
                                     problem.bytes(BufferId::dropout_mask).end());
@@ -155,6 +155,12 @@ TEST(CudaForwardLarge, MoreThan2To31Elements) {
   constexpr int64_t kQElements = kSeqlenQ * kRowElements;
   static_assert(kQElements > (int64_t{1} << 31));
 
+  {  // a build narrowed by FLASHATTN_HDIMS / _DTYPES may lack this width: skip before 9 GB
+    HostProblem probe = make_problem(dense(b16, 1, 1, 1, 1, 1, kDim), 1);
+    DeviceMirror device(probe);
+    ASSERT_TRUE(device.ok());
+    ASSERT_OK_OR_SKIP(flashattn::forward(device.forward_params()));
+  }
   size_t free_bytes = 0, total_bytes = 0;
   CUDA_ASSERT(cudaMemGetInfo(&free_bytes, &total_bytes));
   if (free_bytes < 2 * kQElements * 2 + (size_t{1} << 30)) {

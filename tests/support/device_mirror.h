@@ -43,6 +43,17 @@ inline bool unsupported_here(const Status& status) {
           status.message().find("bytes of shared memory per block") != std::string::npos);
 }
 
+// The first call of a test written for one head dim: skips where unsupported_here, else must
+// succeed.
+#define ASSERT_OK_OR_SKIP(call)                                      \
+  do {                                                               \
+    const ::flashattn::Status status_ = (call);                      \
+    if (::flashattn::testing::unsupported_here(status_)) {           \
+      GTEST_SKIP() << status_.message();                             \
+    }                                                                \
+    ASSERT_TRUE(status_.ok()) << #call << ": " << status_.message(); \
+  } while (0)
+
 // Device copies of every buffer of a HostProblem (inputs and the poisoned outputs).
 class DeviceMirror {
  public:

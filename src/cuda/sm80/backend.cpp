@@ -117,11 +117,13 @@ struct Operand {
   int64_t alignment;
 };
 
-// The checks forward and backward share: dtype, a tile width with a kernel of `direction` in
-// this build (has_kernel), grid and length limits, the device, and every pointer in operands.
+// The checks forward and backward share: dtype, a tile width, grid and length limits, the
+// device, every pointer in operands, and then a kernel of `direction` for the width in this
+// build (has_kernel).
 template <typename HasKernel>
 std::string shared_unsupported_reason(const AttentionArgs& params, const char* direction,
-                                      HasKernel has_kernel, std::initializer_list<Operand> operands) {
+                                      HasKernel has_kernel,
+                                      std::initializer_list<Operand> operands) {
   if (params.dtype != DType::fp16 && params.dtype != DType::bf16) {
     return std::string("dtype: expected fp16 or bf16, got ") + to_string(params.dtype);
   }
@@ -129,11 +131,6 @@ std::string shared_unsupported_reason(const AttentionArgs& params, const char* d
   if (width == 0) {
     return "head_dim: the largest tile is 256, got head_dim " + std::to_string(params.head_dim) +
            " and head_dim_v " + std::to_string(params.head_dim_v);
-  }
-  if (!has_kernel(params.dtype, width)) {
-    return std::string("no ") + direction + " kernel for " + to_string(params.dtype) +
-           " tile width " + std::to_string(width) +
-           " in this build (narrowed by FLASHATTN_HDIMS / FLASHATTN_DTYPES)";
   }
   if (params.batch > kMaxGridYZ || params.heads_q > kMaxGridYZ) {
     return "batch and heads_q: at most " + std::to_string(kMaxGridYZ) + " each, got batch " +
@@ -167,6 +164,12 @@ std::string shared_unsupported_reason(const AttentionArgs& params, const char* d
     std::string problem =
         device_pointer_problem(operand.name, operand.pointer, device, operand.alignment);
     if (!problem.empty()) return problem;
+  }
+  // Last: a narrowed build still names a bad argument first.
+  if (!has_kernel(params.dtype, width)) {
+    return std::string("no ") + direction + " kernel for " + to_string(params.dtype) +
+           " tile width " + std::to_string(width) +
+           " in this build (narrowed by FLASHATTN_HDIMS / FLASHATTN_DTYPES)";
   }
   return {};
 }
@@ -354,7 +357,8 @@ Status backward(const BackwardParams& params) {
       return cuda_failure("allocating the workspace", error);
     }
   }
-  auto* workspace = static_cast<unsigned char*>(allocated != nullptr ? allocated : params.workspace);
+  auto* workspace =
+      static_cast<unsigned char*>(allocated != nullptr ? allocated : params.workspace);
 
   BackwardKernelArgs args{};
   args.attention = attention_args(params, params.out, params.lse);

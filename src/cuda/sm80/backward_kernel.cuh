@@ -110,6 +110,25 @@ struct BackwardConfig {
 #else
   static constexpr bool kLeanMaskTest = kWidth <= 128;
 #endif
+  // Load windows: a __syncwarp after every kLoadWindow* steps of a product, which shared loads
+  // cannot cross, so ptxas cannot hoist a whole product's ldmatrix ahead of its first mma (ncu,
+  // session 13, d64 s4k: ~27 ldmatrix issued back to back after the step's barrier, the warps
+  // then stalled on the full MIO queue). Sdp: S and dP; Dkv: dQ, dV and dK; 0: no window.
+  // Measured on the H200 (bench/NOTES.md, session 14), roomy, bf16, same-process A/B against no
+  // windows: Dkv = 1 gives d64 +1.5-2.5%, d128 +1.5-2%, d256 +1.3-2.6% (2 and 4 gain less or
+  // lose); Sdp = 1 adds to it at d64 (+4-5.6% together) and loses at d128 (spills). Compact
+  // kernels keep none (not measured).
+  // FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP / _DKV = n forces n everywhere (A/B runs).
+#ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP
+  static constexpr int kLoadWindowSdp = FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP;
+#else
+  static constexpr int kLoadWindowSdp = kRoomy && kWidth <= 64 ? 1 : 0;
+#endif
+#ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_DKV
+  static constexpr int kLoadWindowDkv = FLASHATTN_SM80_BWD_LOAD_WINDOW_DKV;
+#else
+  static constexpr int kLoadWindowDkv = kRoomy ? 1 : 0;
+#endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   static constexpr int kDqWarpsAlongRows = kTall || !kFourColumnWarps ? 4 : 2;
   using Dq = WarpGrid<kBlockM, kWidth, kWarps, kDqWarpsAlongRows>;
@@ -382,9 +401,13 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     AccTile<Sdp::kMTiles, 2 * Sdp::kPairs> dp;
     s.zero();
     dp.zero();
-    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(sdp_q_lanes), b_rows(k_lanes_b));
+    // A fence every few steps of a product (Config::kLoadWindowSdp / Dkv; load_window).
+    const auto sdp_window = [](int step) { load_window<Config::kLoadWindowSdp>(step); };
+    const auto dkv_window = [](int step) { load_window<Config::kLoadWindowDkv>(step); };
+    warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(s, a_rows(sdp_q_lanes), b_rows(k_lanes_b),
+                                                         sdp_window);
     warp_gemm<T, Sdp::kMTiles, kWidth / 16, Sdp::kPairs>(dp, a_rows(sdp_do_lanes),
-                                                         b_rows(sdp_v_lanes));
+                                                         b_rows(sdp_v_lanes), sdp_window);
 
     // P and dS per element. Element (m, n, 2 hh + e): query m0 + sdp_row0 + 16 m + g + 8 hh,
     // key n0 + sdp_col0 + 8 n + 2 t + e.
@@ -530,7 +553,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     auto dq_product = [&](DqTile& dq) {
       dq.zero();
       warp_gemm<T, Dq::kMTiles, kBlockN / 16, Dq::kPairs>(dq, a_rows(ds_lanes_a),
-                                                          b_columns(k_lanes_bt));
+                                                          b_columns(k_lanes_bt), dkv_window);
       wait_turn();
       return dq_workspace();
     };
@@ -555,9 +578,10 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
             for (int i = step * kDqAdds / kDkvSteps; i < (step + 1) * kDqAdds / kDkvSteps; ++i) {
               add_dq(dq, dq_base, i);
             }
+            dkv_window(step);
           });
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
-                                                            b_columns(dkv_q_lanes));
+                                                            b_columns(dkv_q_lanes), dkv_window);
       release_turn();
     } else {
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),

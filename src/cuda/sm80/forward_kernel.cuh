@@ -94,6 +94,17 @@ struct ForwardConfig {
   static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, true);
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
 #undef FLASHATTN_SM80_TUNED
+  // Load windows (load_window): a __syncwarp every kLoadWindow mma steps of S = Q K^T and
+  // O += P V. Measured on the H200 (bench/NOTES.md, session 14), bf16, same-process A/B against
+  // none: d128 window 2 +0-2.4% (two runs; window 1 -0.6 to +2.5%); d96 window 1 +1.8-5.9%
+  // (window 2 +1-5.2%); d256 (pair-split) windows 1 and 2 -0.3 to -2.8%; d64 windows 1 / 2
+  // -0.9 to +2% with 8-16 B of spills: not taken. The extras kernels keep none (not measured).
+  // FLASHATTN_SM80_FWD_LOAD_WINDOW = n forces n everywhere (A/B runs).
+#ifdef FLASHATTN_SM80_FWD_LOAD_WINDOW
+  static constexpr int kLoadWindow = FLASHATTN_SM80_FWD_LOAD_WINDOW;
+#else
+  static constexpr int kLoadWindow = kExtras ? 0 : kWidth == 128 ? 2 : kWidth == 96 ? 1 : 0;
+#endif
   static constexpr int kThreads = kWarps * 32;
   // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
@@ -279,7 +290,7 @@ __global__ void __launch_bounds__(
 
     AccTile<kMTiles, kNTiles> s;
     s.zero();
-    gemm_qk<T, kWidth, Config::kPrefetch>(s, q_lanes, k_lanes);
+    gemm_qk<T, kWidth, Config::kPrefetch, Config::kLoadWindow>(s, q_lanes, k_lanes);
 
     // Score modifiers everywhere (extras), the mask only on blocks that cross a boundary.
     const bool needs_mask =
@@ -394,7 +405,7 @@ __global__ void __launch_bounds__(
     if constexpr (!Config::kEarlyKLoad) load_next_k();
     if constexpr (kKvStages == 2 && !Config::kCopyNextAtTop) load_next_kv();
     // V's rows of this warp's keys (kPairSplit: its half of the block; else all of it).
-    gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes.shifted(key0 * 128));
+    gemm_pv<T, kWidth, Config::kPrefetch, Config::kLoadWindow>(o, p, v_lanes.shifted(key0 * 128));
     if constexpr (kPairSplit) {
       // The other warp's half of P, then its keys' rows of V.
       pair_sync();
@@ -405,7 +416,8 @@ __global__ void __launch_bounds__(
       for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
         for (int j = 0; j < kNTiles / 2; ++j) cuda::ldmatrix_x4(p[m][j], p_lanes.at(16 * m, 2 * j));
-      gemm_pv<T, kWidth, Config::kPrefetch>(o, p, v_lanes.shifted(other_key0 * 128));
+      gemm_pv<T, kWidth, Config::kPrefetch, Config::kLoadWindow>(o, p,
+                                                                 v_lanes.shifted(other_key0 * 128));
     }
     if constexpr (kKvStages == 2) {
       const uint32_t to_other = stage_bytes == 0 ? kStageBytes : 0u - kStageBytes;

@@ -11,11 +11,21 @@ namespace flashattn::cuda_sm80 {
 
 using cuda::AccTile;
 
+// A __syncwarp after every kLoadWindow mma steps (0: none), which shared loads cannot cross, so
+// that ptxas cannot hoist a product's ldmatrix far ahead of its mma (ForwardConfig::kLoadWindow).
+template <int kLoadWindow>
+__device__ __forceinline__ void load_window(int step) {
+  constexpr int kEvery = kLoadWindow > 0 ? kLoadWindow : 1;  // (no % 0 to warn about)
+  if constexpr (kLoadWindow > 0) {
+    if ((step + 1) % kEvery == 0) __syncwarp();
+  }
+}
+
 // S = Q K^T for one warp's rows over the whole tile width. With kPrefetch the fragments are
 // loaded one mma step ahead (double-buffered registers) so that ldmatrix latency hides behind
-// the tensor cores; without, each is loaded right before its use.
-template <typename T, int kWidth, bool kPrefetch, int kMTiles, int kNTiles, typename QLanes,
-          typename KLanes>
+// the tensor cores; without, each is loaded right before its use. kLoadWindow: load_window.
+template <typename T, int kWidth, bool kPrefetch, int kLoadWindow, int kMTiles, int kNTiles,
+          typename QLanes, typename KLanes>
 __device__ __forceinline__ void gemm_qk(AccTile<kMTiles, kNTiles>& s, const QLanes& q_lanes,
                                         const KLanes& k_lanes) {
   constexpr int kPairs = kNTiles / 2;
@@ -52,14 +62,15 @@ __device__ __forceinline__ void gemm_qk(AccTile<kMTiles, kNTiles>& s, const QLan
         cuda::mma_16816<T>(s.v[m][2 * j], a[kk % 2][m], b[step % 2][0], b[step % 2][1]);
         cuda::mma_16816<T>(s.v[m][2 * j + 1], a[kk % 2][m], b[step % 2][2], b[step % 2][3]);
       }
+      load_window<kLoadWindow>(step);
     }
   }
 }
 
 // O += P V for one warp's rows: P comes from registers (the score accumulators as A
 // fragments), V through ldmatrix.trans, one step ahead with kPrefetch.
-template <typename T, int kWidth, bool kPrefetch, int kMTiles, int kKSteps, int kDTiles,
-          typename VLanes>
+template <typename T, int kWidth, bool kPrefetch, int kLoadWindow, int kMTiles, int kKSteps,
+          int kDTiles, typename VLanes>
 __device__ __forceinline__ void gemm_pv(AccTile<kMTiles, kDTiles>& o,
                                         const uint32_t (&p)[kMTiles][kKSteps][4],
                                         const VLanes& v_lanes) {
@@ -85,6 +96,7 @@ __device__ __forceinline__ void gemm_pv(AccTile<kMTiles, kDTiles>& o,
         cuda::mma_16816<T>(o.v[m][2 * j], p[m][kk], b[step % 2][0], b[step % 2][1]);
         cuda::mma_16816<T>(o.v[m][2 * j + 1], p[m][kk], b[step % 2][2], b[step % 2][3]);
       }
+      load_window<kLoadWindow>(step);
     }
   }
 }
