@@ -30,6 +30,7 @@ def add_arguments(parser):
 
 def main():
     args = common.parse_args(__doc__, iters=10, warmup=3, extra=add_arguments)
+    common.refuse_extras(args, "ab_backward.py")
     shims = ab_forward.load_shims(args)
     names = [name for name, _, _ in shims] + ["fa2"]
     print(f"{'point':24} " + " ".join(f"{name:>12}" for name in names) +

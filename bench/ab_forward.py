@@ -47,6 +47,7 @@ def load_shims(args):
 def main():
     args = common.parse_args(__doc__, iters=10, warmup=3, extra=add_arguments)
     shims = load_shims(args)
+    common.set_extras(args, [shim for _, _, shim in shims])
     names = [name for name, _, _ in shims] + ([] if args.no_peers else ["fa2"])
     print(f"{'point':24} " + " ".join(f"{name:>12}" for name in names) +
           "   (TFLOP/s, GPU time; median of rounds)")
@@ -58,7 +59,8 @@ def main():
                  for _, width, shim in shims]
         inputs = [sets] * len(shims)
         if not args.no_peers:
-            calls.append(lambda qkv: F.scaled_dot_product_attention(*qkv, is_causal=causal))
+            calls.append(lambda qkv: F.scaled_dot_product_attention(
+                *qkv, is_causal=causal, dropout_p=args.dropout))
             inputs.append(transposed)
         flops = common.forward_flops(case)
         times = [[] for _ in calls]

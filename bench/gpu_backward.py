@@ -231,6 +231,7 @@ def print_table(rows):
 
 def main():
     args = common.parse_args(__doc__, iters=30, warmup=5, extra=extra_args)
+    common.refuse_extras(args, "gpu_backward.py")
     ours = common.Ours(args.lib)
     env = common.environment(args)
     env["deadline_s"] = args.deadline_s

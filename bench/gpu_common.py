@@ -46,6 +46,7 @@ class Ours:
 
     def __init__(self, path):
         lib = ctypes.CDLL(path)
+        self._lib = lib
         i64, vp, p64 = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)
         sizes = [ctypes.c_int] + [i64] * 6
         self._forward = lib.flashattn_bench_forward
@@ -58,6 +59,16 @@ class Ours:
                 ctypes.c_int, ctypes.c_float, ctypes.c_int, vp, ctypes.POINTER(ctypes.c_uint64),
                 vp, ctypes.c_char_p, ctypes.c_int]
             self._backward.restype = ctypes.c_int
+
+    def set_extras(self, softcap, dropout_p, seed=1234):
+        """Softcap / dropout for every later call (the extras kernels); 0 turns them off."""
+        setter = getattr(self._lib, "flashattn_bench_set_extras", None)  # older shims lack it
+        if setter is None:
+            if softcap or dropout_p:
+                raise FlashAttnBenchError("set_extras", 2, "the shim has no extras entry point")
+            return
+        setter.argtypes = [ctypes.c_float, ctypes.c_float, ctypes.c_uint64]
+        setter(softcap, dropout_p, seed)
 
     @staticmethod
     def _check(what, code, error):
@@ -114,6 +125,11 @@ def add_common_args(parser, iters, warmup):
     parser.add_argument("--seqlens", default="512,1024,2048,4096,8192,16384")
     parser.add_argument("--tokens", type=int, default=16384, help="tokens per point")
     parser.add_argument("--hidden", type=int, default=2048, help="heads = hidden / d")
+    parser.add_argument("--softcap", type=float, default=0.0,
+                        help="ours with this softcap (the extras kernels); peers cannot: they "
+                             "run without it, as a reference only")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="dropout_p for ours and the peers (training-mode SDPA)")
 
 
 def parse_args(doc, iters, warmup, extra=None):
@@ -123,6 +139,18 @@ def parse_args(doc, iters, warmup, extra=None):
     if extra is not None:
         extra(parser)
     return parser.parse_args()
+
+
+def set_extras(args, shims):
+    """--softcap / --dropout on every shim (Ours) of a forward script."""
+    for shim in shims:
+        shim.set_extras(args.softcap, args.dropout)
+
+
+def refuse_extras(args, script):
+    """Scripts that do not time the extras kernels yet say so rather than ignore the options."""
+    if args.softcap or args.dropout:
+        sys.exit(f"{script}: --softcap / --dropout are not supported here (forward scripts only)")
 
 
 def grid(args):

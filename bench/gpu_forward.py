@@ -31,7 +31,9 @@ def main():
     args = common.parse_args(__doc__, iters=30, warmup=5, extra=lambda parser: parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of the GPU-time measurement"))
     ours = common.Ours(args.lib)
+    common.set_extras(args, [ours])
     env = common.environment(args)
+    env.update(softcap=args.softcap, dropout=args.dropout)
     print(json.dumps(env), flush=True)
     rows = []
     started = time.time()
@@ -45,7 +47,7 @@ def main():
             ours.forward(*qkv[:3], out, lse, causal)
 
         def peer_call(qkv):
-            F.scaled_dot_product_attention(*qkv, is_causal=causal)
+            F.scaled_dot_product_attention(*qkv, is_causal=causal, dropout_p=args.dropout)
 
         # (name, SDPA backend or None for ours, call, its input sets); peers that cannot run
         # this point are dropped with their error.
@@ -55,7 +57,7 @@ def main():
                 with sdpa_kernel(backend):
                     ref = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
                 runners.append((name, backend, peer_call, transposed))
-                if name == "fa2":
+                if name == "fa2" and not (args.softcap or args.dropout):
                     ours_call(sets[0])
                     row["max_abs_diff_vs_fa2"] = (out - ref.transpose(1, 2)).abs().max().item()
             except Exception as error:  # a peer that cannot run this point

@@ -8,6 +8,15 @@
 
 namespace {
 
+// The score modifiers of the following calls (flashattn_bench_set_extras): with any of them
+// the extras kernels run, which the plain FA2 grid never reaches.
+struct Extras {
+  float softcap = 0.0f;
+  float dropout_p = 0.0f;
+  uint64_t dropout_seed = 0;
+};
+Extras g_extras;
+
 flashattn::TensorRef tensor_ref(void* data, const int64_t* strides) {
   return flashattn::TensorRef{data, strides[0], strides[1], strides[2], 1};
 }
@@ -31,6 +40,9 @@ void fill_args(flashattn::AttentionArgs& args, int dtype, int64_t batch, int64_t
   args.v = tensor_ref(v, v_strides);
   args.causal = causal != 0;
   if (softmax_scale > 0) args.softmax_scale = softmax_scale;
+  args.softcap = g_extras.softcap;
+  args.dropout_p = g_extras.dropout_p;
+  args.dropout_seed = g_extras.dropout_seed;
   args.stream = stream;
 }
 
@@ -45,6 +57,11 @@ int report(const flashattn::Status& status, char* error, int error_bytes) {
 }  // namespace
 
 extern "C" {
+
+// Softcap and dropout for every later forward and backward call of this shim (0: off).
+void flashattn_bench_set_extras(float softcap, float dropout_p, uint64_t dropout_seed) {
+  g_extras = Extras{softcap, dropout_p, dropout_seed};
+}
 
 // strides: {batch, row, head} in elements for q, k, v, out (last dim contiguous).
 // dtype: 0 fp16, 1 bf16. Returns 0 on success, else the StatusCode with the message in error.

@@ -54,6 +54,7 @@ def probe(case, ours, sets, out, lse, transposed, args):
 def main():
     args = common.parse_args(__doc__, iters=20, warmup=3, extra=lambda p: p.add_argument(
         "--rounds", type=int, default=2))
+    common.refuse_extras(args, "timing_probe.py")
     ours = common.Ours(args.lib)
     print(f"{'point':24} {'who':5} {'single':>7} {'hidden':>7} {'pipe':>7} {'host_us':>8}"
           "   (TFLOP/s; host in us)")
