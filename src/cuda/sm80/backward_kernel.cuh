@@ -115,8 +115,8 @@ struct BackwardConfig {
   // session 13, d64 s4k: ~27 ldmatrix issued back to back after the step's barrier, the warps
   // then stalled on the full MIO queue). Sdp: S and dP; Dkv: dQ, dV and dK; 0: no window.
   // Measured on the H200 (bench/NOTES.md, session 14), roomy, bf16, same-process A/B against no
-  // windows: Dkv = 1 gives d64 +1.5-2.5%, d128 +1.5-2%, d256 +1.3-2.6% (2 and 4 gain less or
-  // lose); Sdp = 1 adds to it at d64 (+4-5.6% together) and loses at d128 (spills). Compact
+  // windows: Dkv = 1 gives d64 +1.6-2.6%, d128 +1.5-2%, d256 +1.3-2.6% (2 and 4 gain less or
+  // lose); Sdp = 1 adds to it at d64 (+3.9-5.6% together) and loses at d128 (spills). Compact
   // kernels keep none (not measured).
   // FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP / _DKV = n forces n everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP

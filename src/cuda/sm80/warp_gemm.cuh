@@ -12,7 +12,8 @@ namespace flashattn::cuda_sm80 {
 using cuda::AccTile;
 
 // A __syncwarp after every kLoadWindow mma steps (0: none), which shared loads cannot cross, so
-// that ptxas cannot hoist a product's ldmatrix far ahead of its mma (ForwardConfig::kLoadWindow).
+// that ptxas cannot hoist a product's ldmatrix far ahead of its mma (ForwardConfig::kLoadWindow,
+// BackwardConfig::kLoadWindowSdp / Dkv).
 template <int kLoadWindow>
 __device__ __forceinline__ void load_window(int step) {
   constexpr int kEvery = kLoadWindow > 0 ? kLoadWindow : 1;  // (no % 0 to warn about)
