@@ -83,9 +83,7 @@ bool stopped() {
 void run_forward(DeviceMirror& device) {
   ForwardParams params = device.forward_params();
   params.backend = Backend::cuda_sm80;
-  const Status status = flashattn::forward(params);
-  if (unsupported_here(status)) GTEST_SKIP() << status.message();
-  ASSERT_TRUE(status.ok()) << "forward: " << status.message();
+  ASSERT_OK_OR_SKIP(flashattn::forward(params));
   CUDA_ASSERT(cudaDeviceSynchronize());
 }
 
@@ -97,9 +95,7 @@ BackwardParams backward_params(const DeviceMirror& device, bool deterministic) {
 }
 
 void run_backward(const BackwardParams& params) {
-  const Status status = flashattn::backward(params);
-  if (unsupported_here(status)) GTEST_SKIP() << status.message();
-  ASSERT_TRUE(status.ok()) << "backward: " << status.message();
+  ASSERT_OK_OR_SKIP(flashattn::backward(params));
   CUDA_ASSERT(cudaDeviceSynchronize());
 }
 
@@ -306,9 +302,7 @@ class DeviceBuffer {
 
 // backward_workspace_size for `params`; skips rows a narrowed build has no kernel for.
 void workspace_size(const BackwardParams& params, size_t* bytes) {
-  const Status status = flashattn::backward_workspace_size(params, bytes);
-  if (unsupported_here(status)) GTEST_SKIP() << status.message();
-  ASSERT_TRUE(status.ok()) << "backward_workspace_size: " << status.message();
+  ASSERT_OK_OR_SKIP(flashattn::backward_workspace_size(params, bytes));
 }
 
 // Runs the deterministic backward `runs` times on the same inputs (gradients poisoned before

@@ -59,9 +59,7 @@ void run_and_check(const AttentionCase& row, uint64_t seed) {
   ASSERT_TRUE(device.ok()) << "device allocation or copy failed";
   ForwardParams params = device.forward_params();
   params.backend = Backend::cuda_sm80;
-  const Status status = flashattn::forward(params);
-  if (unsupported_here(status)) GTEST_SKIP() << status.message();
-  ASSERT_TRUE(status.ok()) << "forward: " << status.message();
+  ASSERT_OK_OR_SKIP(flashattn::forward(params));
   CUDA_ASSERT(cudaDeviceSynchronize());
   ASSERT_TRUE(device.copy_outputs_back());
   EXPECT_TRUE(check_forward(problem));

@@ -43,8 +43,8 @@ inline bool unsupported_here(const Status& status) {
           status.message().find("bytes of shared memory per block") != std::string::npos);
 }
 
-// The first call of a test written for one head dim: skips where unsupported_here, else must
-// succeed.
+// A CUDA call that must succeed, or skips the test where unsupported_here (the case tables'
+// calls, and the tests written for one head dim).
 #define ASSERT_OK_OR_SKIP(call)                                      \
   do {                                                               \
     const ::flashattn::Status status_ = (call);                      \
