@@ -46,7 +46,6 @@ class Ours:
 
     def __init__(self, path):
         lib = ctypes.CDLL(path)
-        self._lib = lib
         i64, vp, p64 = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)
         sizes = [ctypes.c_int] + [i64] * 6
         self._forward = lib.flashattn_bench_forward
@@ -59,16 +58,18 @@ class Ours:
                 ctypes.c_int, ctypes.c_float, ctypes.c_int, vp, ctypes.POINTER(ctypes.c_uint64),
                 vp, ctypes.c_char_p, ctypes.c_int]
             self._backward.restype = ctypes.c_int
+        self._set_extras = getattr(lib, "flashattn_bench_set_extras", None)  # older shims lack it
+        if self._set_extras is not None:
+            self._set_extras.argtypes = [ctypes.c_float, ctypes.c_float, ctypes.c_uint64]
+            self._set_extras.restype = None
 
     def set_extras(self, softcap, dropout_p, seed=1234):
         """Softcap / dropout for every later call (the extras kernels); 0 turns them off."""
-        setter = getattr(self._lib, "flashattn_bench_set_extras", None)  # older shims lack it
-        if setter is None:
+        if self._set_extras is None:
             if softcap or dropout_p:
                 raise FlashAttnBenchError("set_extras", 2, "the shim has no extras entry point")
             return
-        setter.argtypes = [ctypes.c_float, ctypes.c_float, ctypes.c_uint64]
-        setter(softcap, dropout_p, seed)
+        self._set_extras(softcap, dropout_p, seed)
 
     @staticmethod
     def _check(what, code, error):
