@@ -6,6 +6,12 @@
 
 #include "cuda/common/ptx.cuh"
 
+// store_to_tile's addresses stepped by XOR from one offset (1, default) or worked out per
+// store (0, A/B runs).
+#ifndef FLASHATTN_STORE_TILE_XOR
+#define FLASHATTN_STORE_TILE_XOR 1
+#endif
+
 namespace flashattn::cuda {
 
 // One warp's kM x kN grid of m16n8 fp32 accumulators. Lane (g = lane / 4, t = lane % 4)
@@ -28,20 +34,36 @@ struct AccTile {
 // A warp's accumulators, times scale and rounded to T, into a swizzled shared-memory tile
 // (SmemTile: offset(row, chunk)) at rows row0 + 16 m + ..., 8-column chunks chunk0 + n: each
 // quad of lanes writes one 16-byte chunk of each row, so the 8 rows of a store land on
-// different bank groups.
+// different bank groups. row0 is a multiple of 8 and chunk0 a multiple of kN (a warp's rows
+// and its share of the columns).
 template <typename Tile, typename T, int kM, int kN>
 __device__ __forceinline__ void store_to_tile(uint32_t tile, const AccTile<kM, kN>& acc, int row0,
                                               int chunk0, float scale = 1.0f) {
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int g = lane / 4;
   const int t = lane % 4;
+  // With kN a power of two the callers' chunk0 (a warp's share of the columns, a multiple of
+  // kN) and row0 (a multiple of 16) let one offset serve every store: rows 8 apart keep the
+  // swizzle phase (whole rows further), and chunk0 + n differs from chunk0 by n % 8 in bits 4-6
+  // of the offset alone (an XOR) and by n / 8 whole panels. Worked out per store, the swizzle
+  // cost two integer instructions a store (SASS, session 14).
+  constexpr bool kXorSteps = FLASHATTN_STORE_TILE_XOR && (kN & (kN - 1)) == 0;
+  const uint32_t base = Tile::offset(row0 + g, chunk0) + 4 * t;
 #pragma unroll
   for (int m = 0; m < kM; ++m)
 #pragma unroll
     for (int n = 0; n < kN; ++n)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        const uint32_t offset = Tile::offset(row0 + 16 * m + g + 8 * hh, chunk0 + n) + 4 * t;
+        uint32_t offset;
+        if constexpr (kXorSteps) {
+          constexpr int kRowBytes = 128;  // SmemTile: a panel row
+          offset =
+              (base ^ static_cast<uint32_t>((n % 8) << 4)) +
+              static_cast<uint32_t>(((n / 8) * Tile::kPanelRows + 16 * m + 8 * hh) * kRowBytes);
+        } else {
+          offset = Tile::offset(row0 + 16 * m + g + 8 * hh, chunk0 + n) + 4 * t;
+        }
         st_shared_b32(tile + offset,
                       pack2<T>(acc.v[m][n][2 * hh] * scale, acc.v[m][n][2 * hh + 1] * scale));
       }

@@ -18,6 +18,7 @@ struct SmemTile {
   static_assert(kWidth % 16 == 0, "tile width must be a multiple of 16 (one mma k-step)");
   static constexpr int kChunksPerRow = kWidth / 8;
   static constexpr int kPanels = (kWidth + 63) / 64;
+  static constexpr int kPanelRows = kRows;  // a panel: kPanelRows rows of 128 bytes
   static constexpr int kBytes = kPanels * kRows * 128;
 
   __device__ __forceinline__ static uint32_t offset(int row, int chunk) {
