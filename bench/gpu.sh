@@ -275,7 +275,8 @@ step_suite() {
 
 # A tune variant's shim in dir: the two bf16 instances (plain, extras) of one direction and
 # width rebuilt with the given nvcc flags, and a backend that knows only that width (its forward
-# too, for the backward's O and LSE), linked ahead of the default library. Logs in dir.
+# too, for the backward's O and LSE; the backward's passes too), linked ahead of the default
+# library. Logs in dir.
 build_variant_shim() {
   local dir=$1 direction=$2 width=$3 flags=$4
   mkdir -p "$dir"
@@ -289,8 +290,15 @@ build_variant_shim() {
         $flags -Xptxas=-v -c "src/cuda/instances/${direction}_bf16_w${width}_${variant_kind}.cu" \
         -o "$dir/$variant_kind.o" 2> "$dir/$variant_kind.ptxas" &
     done
+    # The backward's passes and the backend too, with the flags' -D entries: a flag may change
+    # the workspace layout that they share with the kernels.
+    if [[ $direction == backward ]]; then
+      nvcc -O3 -std=c++17 -Xcompiler=-fPIC -gencode=arch=compute_90,code=sm_90 -Iinclude -Isrc \
+        $flags -c src/cuda/sm80/backward_passes.cu -o "$dir/passes.o" 2> "$dir/passes.log" &
+    fi
     g++ -O2 -fPIC -std=c++20 -DFLASHATTN_WITH_CUDA=1 -Iinclude -Isrc -I"$dir" \
-      -I/usr/local/cuda/include -c src/cuda/sm80/backend.cpp -o "$dir/backend.o" &&
+      -I/usr/local/cuda/include $(printf '%s\n' $flags | grep '^-D' | tr '\n' ' ') \
+      -c src/cuda/sm80/backend.cpp -o "$dir/backend.o" &&
     wait &&
     g++ -O2 -shared -fPIC -fopenmp -std=c++20 -Iinclude bench/gpu_shim.cpp "$dir"/*.o \
       "$BUILD/libflashattn.a" -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread \

@@ -275,10 +275,11 @@ ForwardKernelArgs attention_args(const AttentionArgs& params, const TensorRef& o
   return args;
 }
 
-// Workspace rows per head: every sequence's rows and the gap after it (kWorkspaceRowGap).
+// Workspace rows per head (workspace_slot0): varlen, every sequence's rows and the gap after
+// it; dense, seqlen_q rounded up per sequence.
 int64_t rows_total(const AttentionArgs& params) {
-  return (params.cu_seqlens_q != nullptr ? params.total_q : params.batch * params.seqlen_q) +
-         params.batch * int64_t{kWorkspaceRowGap};
+  return params.cu_seqlens_q != nullptr ? params.total_q + params.batch * int64_t{kWorkspaceRowGap}
+                                        : params.batch * dense_workspace_rows(params.seqlen_q);
 }
 
 int query_blocks(const AttentionArgs& params) {

@@ -15,9 +15,22 @@ namespace flashattn::cuda_sm80 {
 // Query rows per block of the backward (the main kernel's inner tile, the passes' tile).
 inline constexpr int kBackwardBlockM = 64;
 
-// Workspace rows left free after each sequence (at least the main kernel's largest query tile
-// less one): a tile that runs past its sequence's end adds its dQ rows there, unmasked.
+// Workspace rows left free after each varlen sequence (at least the main kernel's largest query
+// tile less one): a tile that runs past its sequence's end adds its dQ rows there, unmasked.
+// Dense sequences take seqlen_q rounded up to a multiple of it instead (dense_workspace_rows),
+// which is room enough and no room at all where seqlen_q is a multiple (FA2's seqlen_q_rounded):
+// the workspace is cleared before each backward, and a fixed gap was 25% more rows at s512.
+// FLASHATTN_SM80_DENSE_ROW_GAP=1 gives dense sequences the varlen gap instead (A/B runs; the
+// host's rows_total and the kernels' workspace_slot0 both read it, so a shim needs it on both).
 inline constexpr int kWorkspaceRowGap = 128;
+#ifndef FLASHATTN_SM80_DENSE_ROW_GAP
+#define FLASHATTN_SM80_DENSE_ROW_GAP 0
+#endif
+__host__ __device__ constexpr int64_t dense_workspace_rows(int64_t seqlen_q) {
+  return FLASHATTN_SM80_DENSE_ROW_GAP
+             ? seqlen_q + kWorkspaceRowGap
+             : (seqlen_q + kWorkspaceRowGap - 1) / kWorkspaceRowGap * kWorkspaceRowGap;
+}
 
 // Where dQ element (row, col) lives in the workspace: fragment order. Each tile of tile_rows
 // query rows (counted from the sequence's first row; tile_rows * width values) holds the main
@@ -46,8 +59,8 @@ struct BackwardKernelArgs {
   void* dv;
   int64_t dv_batch_stride, dv_row_stride, dv_head_stride;
 
-  // Workspace, per query head h and query row r (dense: r = b * seqlen_q + row, varlen: the
-  // packed row), slot = h * rows_total + r + b * kWorkspaceRowGap:
+  // Workspace, per query head h: slot = h * rows_total + r, with r = b *
+  // dense_workspace_rows(seqlen_q) + row (dense) or the packed row + b * kWorkspaceRowGap (varlen):
   float* lse_log2;  // [heads_q * rows_total]: the forward's LSE times log2(e)
   float* delta;     // [heads_q * rows_total]: rowsum(dO * O)
   float* dq_accum;  // [heads_q * rows_total, dq_accum_width]: dQ in fp32 (dq_layout), zeroed

@@ -139,7 +139,8 @@ struct BackwardConfig {
   // the row-major adds: d64 +2.5-4%, d128 +4-8.5%, d256 +9-14.5%; deterministic +5-11%. (A
   // probe without any adds had put their cost at 10% / 14% / 24% of the step.)
   static constexpr DqTileLayout kDqLayout{kBlockM, Dq::kRows, Dq::kCols, kDqWarpsAlongRows};
-  static_assert(kBlockM <= kWorkspaceRowGap, "a tile past its sequence stays in the gap");
+  static_assert(kWorkspaceRowGap % kBlockM == 0,
+                "a tile past its sequence stays in the gap (varlen) or the rounding (dense)");
 
   using KvTile = SmemTile<kBlockN, kWidth>;
   using QTile = SmemTile<kBlockM, kWidth>;

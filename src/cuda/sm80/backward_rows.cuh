@@ -21,12 +21,14 @@ __device__ __forceinline__ int64_t query_rows_offset(const ForwardKernelArgs& ar
 }
 
 // Workspace slot (lse_log2, delta, dq_accum row) of the first query row of sequence b, head h:
-// sequences kWorkspaceRowGap rows apart.
+// dense sequences dense_workspace_rows(seqlen_q) apart, varlen ones kWorkspaceRowGap rows after
+// each other's end (rows_total on the host).
 __device__ __forceinline__ int64_t workspace_slot0(const BackwardKernelArgs& args,
                                                    const SequenceView& seq, int b, int h) {
   const bool varlen = args.attention.cu_seqlens_q != nullptr;
-  return h * args.rows_total + (varlen ? seq.q_row0 : int64_t{b} * args.attention.seqlen_q) +
-         int64_t{b} * kWorkspaceRowGap;
+  return h * args.rows_total + (varlen
+                                    ? seq.q_row0 + int64_t{b} * kWorkspaceRowGap
+                                    : int64_t{b} * dense_workspace_rows(args.attention.seqlen_q));
 }
 
 }  // namespace flashattn::cuda_sm80
