@@ -46,7 +46,9 @@ __device__ __forceinline__ void store_to_tile(uint32_t tile, const AccTile<kM, k
   // kN) and row0 (a multiple of 16) let one offset serve every store: rows 8 apart keep the
   // swizzle phase (whole rows further), and chunk0 + n differs from chunk0 by n % 8 in bits 4-6
   // of the offset alone (an XOR) and by n / 8 whole panels. Worked out per store, the swizzle
-  // cost two integer instructions a store (SASS, session 14).
+  // cost two integer instructions a store (SASS, session 14). Measured on the H200
+  // (bench/NOTES.md, session 15), backward, bf16, same-process A/B against per-store offsets:
+  // d64 +0.4-1.2%, d96 +1.7-2.4%, d128 +1.4-2.8%.
   constexpr bool kXorSteps = FLASHATTN_STORE_TILE_XOR && (kN & (kN - 1)) == 0;
   const uint32_t base = Tile::offset(row0 + g, chunk0) + 4 * t;
 #pragma unroll

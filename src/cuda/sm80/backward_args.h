@@ -20,6 +20,8 @@ inline constexpr int kBackwardBlockM = 64;
 // Dense sequences take seqlen_q rounded up to a multiple of it instead (dense_workspace_rows),
 // which is room enough and no room at all where seqlen_q is a multiple (FA2's seqlen_q_rounded):
 // the workspace is cleared before each backward, and a fixed gap was 25% more rows at s512.
+// Measured on the H200 (bench/NOTES.md, session 15), bf16, against the gap: s512 +0.6-1.1%,
+// s1k +0-0.5%, longer within noise.
 // FLASHATTN_SM80_DENSE_ROW_GAP=1 gives dense sequences the varlen gap instead (A/B runs; the
 // host's rows_total and the kernels' workspace_slot0 both read it, so a shim needs it on both).
 inline constexpr int kWorkspaceRowGap = 128;
