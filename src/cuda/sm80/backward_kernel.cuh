@@ -30,6 +30,7 @@
 #include "cuda/sm80/backward_args.h"
 #include "cuda/sm80/backward_rows.cuh"
 #include "cuda/sm80/element_type.cuh"
+#include "cuda/sm80/score_modifiers.cuh"
 #include "cuda/sm80/sequence_view.cuh"
 #include "cuda/sm80/shared_memory.cuh"
 #include "cuda/sm80/warp_gemm.cuh"
@@ -203,7 +204,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
   using KvTile = typename Config::KvTile;
   using QTile = typename Config::QTile;
   using ScoreTile = typename Config::ScoreTile;
-  constexpr float kLog2e = 1.4426950408889634f;
   const ForwardKernelArgs& a = args.attention;
 
   extern __shared__ __align__(128) unsigned char smem[];
@@ -423,6 +423,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
     if constexpr (kExtras) {
       if (a.alibi_slopes != nullptr) alibi_slope = a.alibi_slopes[b * a.alibi_batch_stride + h];
     }
+    const ScoreModifiers modifiers =
+        ScoreModifiers::of(a.softmax_scale, kExtras ? a.softcap : 0.0f, alibi_slope);
     const int key0 = n0 + sdp_col0 + 2 * t;  // key of element (n = 0, e = 0)
     // Visible keys key0 + [*first, *last) of a query: its band, empty past the sequence.
     auto visible_keys = [&](int query, int* first, int* last) {
@@ -430,9 +432,12 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
       *first = in_sequence ? static_cast<int>(mask.first_col(query)) - key0 : 0;
       *last = in_sequence ? static_cast<int>(mask.last_col(query)) - key0 : 0;
     };
-    // Compiled twice: blocks off the mask's boundary skip the per-element test entirely.
-    auto probabilities_and_gradients = [&](auto masked) {
+    // Compiled twice (four times with the extras' softcap flag): blocks off the mask's boundary
+    // skip the per-element test entirely.
+    static_assert(4 * Sdp::kPairs <= 32, "a row's dropout bits in one word");
+    auto probabilities_and_gradients = [&](auto masked, auto capped) {
       constexpr bool kMasked = decltype(masked)::value;
+      constexpr bool kCapped = decltype(capped)::value;
 #pragma unroll
       for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
@@ -444,31 +449,41 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
           int first = 0;
           int last = 2 * kBlockN;
           if (kMasked) visible_keys(query, &first, &last);
+          // The row's dropout mask first, bit 2 n + e for element (n, e), in one branch: a
+          // branch per pair cut the element loop into blocks ptxas could not schedule across.
+          uint32_t kept_bits = ~0u;
+          if (dropout) {
+            // Resolved here (kept live across the loop, the key cost spills).
+            const DropoutKey philox_key =
+                dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
 #pragma unroll
-          for (int n = 0; n < 2 * Sdp::kPairs; ++n) {
-            Philox4 words{};
-            if (dropout) {
-              // Resolved at the use (kept live across the loop, the key cost spills). Both
-              // columns of the pair share one Philox call (key0 + 8 n is even).
-              const DropoutKey philox_key =
-                  dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
-              words = dropout_random_words(
+            for (int n = 0; n < 2 * Sdp::kPairs; ++n) {
+              // Both columns of the pair share one Philox call (key0 + 8 n is even).
+              const Philox4 words = dropout_random_words(
                   philox_key.seed, philox_key.offset, static_cast<uint32_t>(b * a.heads_q + h),
                   static_cast<uint32_t>(query), static_cast<uint32_t>(key0 + 8 * n) >> 2);
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const bool dropped = philox_word(words, (key0 + e) & 3) >= a.keep_threshold;
+                kept_bits ^= static_cast<uint32_t>(dropped) << (2 * n + e);
+              }
             }
+          }
+          const float distance = alibi_row_distance(query, diagonal, key0);
+#pragma unroll
+          for (int n = 0; n < 2 * Sdp::kPairs; ++n) {
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int col = 8 * n + e;  // relative to key0
-              const int key = key0 + col;
               float& score_slot = s.v[m][n][2 * hh + e];
               float& grad_slot = dp.v[m][n][2 * hh + e];
               float x;  // log2-domain score
               float modifier_grad = 1.0f;
               if constexpr (kExtras) {
-                const float bias = alibi_bias(alibi_slope, query, key, diagonal);
-                const float score = modified_score(score_slot, a.softmax_scale, a.softcap, bias);
-                modifier_grad = modified_score_grad(score - bias, a.softmax_scale, a.softcap);
-                x = score * kLog2e;
+                float tanh_value = 0.0f;
+                x = modifiers.log2_score<kCapped>(score_slot, distance - static_cast<float>(col),
+                                                  &tanh_value);
+                modifier_grad = modifiers.score_grad<kCapped>(tanh_value);
               } else {
                 x = score_slot * scale_log2;
               }
@@ -476,8 +491,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
               const float p = cuda::fast_exp2(x - lse);
               float dp_kept = grad_slot;
               bool kept = true;
-              if (dropout) {
-                kept = philox_word(words, key & 3) < a.keep_threshold;
+              if constexpr (kExtras) {
+                kept = (kept_bits >> (2 * n + e)) & 1u;
                 dp_kept = kept ? dp_kept * keep_scale : 0.0f;
               }
               // dS = P * (dP - delta), dP taken through the dropout mask and its 1 / (1 - p);
@@ -488,11 +503,13 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
           }
         }
     };
-    if (needs_mask) {
-      probabilities_and_gradients(std::true_type{});
-    } else {
-      probabilities_and_gradients(std::false_type{});
-    }
+    with_softcap_flag(modifiers, [&](auto capped) {
+      if (needs_mask) {
+        probabilities_and_gradients(std::true_type{}, capped);
+      } else {
+        probabilities_and_gradients(std::false_type{}, capped);
+      }
+    });
     cuda::store_to_tile<ScoreTile, T>(p_tile, s, sdp_row0, sdp_col0 / 8);
     cuda::store_to_tile<ScoreTile, T>(ds_tile, dp, sdp_row0, sdp_col0 / 8);
     __syncthreads();  // P and dS complete in shared memory

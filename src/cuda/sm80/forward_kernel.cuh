@@ -14,6 +14,7 @@
 #include "cuda/common/smem_tile.cuh"
 #include "cuda/sm80/element_type.cuh"
 #include "cuda/sm80/forward_args.h"
+#include "cuda/sm80/score_modifiers.cuh"
 #include "cuda/sm80/sequence_view.cuh"
 #include "cuda/sm80/shared_memory.cuh"
 #include "cuda/sm80/warp_gemm.cuh"
@@ -214,7 +215,6 @@ __global__ void __launch_bounds__(
   const int g = lane / 4;
   const int t = lane % 4;
 
-  constexpr float kLog2e = 1.4426950408889634f;
   const float multiplier = kExtras ? 1.0f : args.softmax_scale * kLog2e;
   const int64_t diagonal = mask.diagonal();
   float alibi_slope = 0.0f;
@@ -223,6 +223,8 @@ __global__ void __launch_bounds__(
       alibi_slope = args.alibi_slopes[b * args.alibi_batch_stride + h];
     }
   }
+  const ScoreModifiers modifiers =
+      ScoreModifiers::of(args.softmax_scale, kExtras ? args.softcap : 0.0f, alibi_slope);
   const bool dropout = kExtras && args.dropout_p > 0.0f;
   const uint32_t batch_head = static_cast<uint32_t>(b * args.heads_q + h);
 
@@ -298,18 +300,25 @@ __global__ void __launch_bounds__(
         (args.window_right >= 0 && n0 + kBlockN - 1 > m0 + diagonal + args.window_right) ||
         (args.window_left >= 0 && n0 < row_last + diagonal - args.window_left);
     if constexpr (kExtras) {
+      with_softcap_flag(modifiers, [&](auto capped) {
+        constexpr bool kCapped = decltype(capped)::value;
 #pragma unroll
-      for (int m = 0; m < kMTiles; ++m)
+        for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
-        for (int n = 0; n < kNTiles; ++n)
+          for (int hh = 0; hh < 2; ++hh) {
+            const float distance = alibi_row_distance(m0 + warp_row0 + m * 16 + g + hh * 8,
+                                                      diagonal, n0 + key0 + 2 * t);
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int row = m0 + warp_row0 + m * 16 + g + (e / 2) * 8;
-            const int col = n0 + key0 + n * 8 + 2 * t + e % 2;
-            const float bias = alibi_bias(alibi_slope, row, col, diagonal);
-            s.v[m][n][e] =
-                modified_score(s.v[m][n][e], args.softmax_scale, args.softcap, bias) * kLog2e;
+            for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float& score = s.v[m][n][2 * hh + e];
+                float tanh_value;
+                score = modifiers.log2_score<kCapped>(
+                    score, distance - static_cast<float>(8 * n + e), &tanh_value);
+              }
           }
+      });
     }
     if (needs_mask) {
       // Each row sees the key range [first_col, last_col) of the shared MaskSpec.
