@@ -6,6 +6,10 @@ drift between separate runs does not decide which variant wins. GPU time as in
 gpu_backward.py (host dispatch hidden), median of --iters per round, then the median over
 --rounds. Each shim's gradients are checked against FA2's first (WRONG: not timed).
 
+With --softcap / --dropout the shims run their extras kernels; FA2 cannot take a softcap (it
+runs without, as a reference only) and draws its own dropout mask, so each shim's gradients are
+checked against the first shim's (--lib: the library, which the tests hold to the CPU oracle).
+
 A variant named name@width was built for that tile width only and is timed only there.
 Usage:
   ab_backward.py --lib build/libflashattn_bench.so --variants name[@width]=path.so ... [--dims ...]
@@ -30,27 +34,32 @@ def add_arguments(parser):
 
 def main():
     args = common.parse_args(__doc__, iters=10, warmup=3, extra=add_arguments)
-    common.refuse_extras(args, "ab_backward.py")
     shims = ab_forward.load_shims(args)
+    common.set_extras(args, [shim for _, _, shim in shims])
+    extras = bool(args.softcap or args.dropout)
     names = [name for name, _, _ in shims] + ["fa2"]
     print(f"{'point':24} " + " ".join(f"{name:>12}" for name in names) +
           f"   (backward TFLOP/s, GPU time; median of rounds"
-          f"{'; ours deterministic' if args.deterministic else ''})")
+          f"{'; ours deterministic' if args.deterministic else ''}"
+          f"{'; extras: checked against ' + names[0] if extras else ''})")
     generator = torch.Generator(device="cuda").manual_seed(0)
     for case in common.grid(args):
         causal = case["causal"]
         sets = common.inputs(case, generator)
-        states = peer_states(sets, SDPBackend.FLASH_ATTENTION, causal)
-        reference = [g.float() for g in peer_backward(states[0])]
+        states = peer_states(sets, SDPBackend.FLASH_ATTENTION, causal, args.dropout)
+        reference = None if extras else [g.float() for g in peer_backward(states[0])]
         calls = []
         for name, width, shim in shims:
             if width is not None and width != ab_forward.tile_width(case["d"]):
                 calls.append(None)
                 continue
             point = OursPoint(shim, sets, causal)
-            worst, _ = agreement(point.checked_grads(args.deterministic), reference)
+            grads = point.checked_grads(args.deterministic)
+            if reference is None:
+                reference = [g.float() for g in grads]
+            worst, _ = agreement(grads, reference)
             if not worst <= common.TOLERANCE["grad"]:
-                print(f"  {name}: WRONG, ||ours - FA2|| / ||FA2|| = {worst:.3g}")
+                print(f"  {name}: WRONG, ||ours - ref|| / ||ref|| = {worst:.3g}")
                 if not args.time_wrong:
                     calls.append(None)
                     continue

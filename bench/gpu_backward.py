@@ -44,14 +44,14 @@ def extra_args(parser):
     parser.add_argument("--min-iters", type=int, default=5)
 
 
-def peer_states(sets, backend, causal):
+def peer_states(sets, backend, causal, dropout_p=0.0):
     """One retained graph per input set: (leaves, out, dout) in SDPA's [b, h, s, d] view."""
     states = []
     for q, k, v, dout in sets:
         leaves = [x.detach().requires_grad_() for x in (q, k, v)]
         with sdpa_kernel(backend):
             out = F.scaled_dot_product_attention(*(x.transpose(1, 2) for x in leaves),
-                                                 is_causal=causal)
+                                                 is_causal=causal, dropout_p=dropout_p)
         states.append((leaves, out, dout.transpose(1, 2)))
     return states
 

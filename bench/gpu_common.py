@@ -143,7 +143,7 @@ def parse_args(doc, iters, warmup, extra=None):
 
 
 def set_extras(args, shims):
-    """--softcap / --dropout on every shim (Ours) of a forward script."""
+    """--softcap / --dropout on every shim (Ours) of a script."""
     for shim in shims:
         shim.set_extras(args.softcap, args.dropout)
 
@@ -151,7 +151,7 @@ def set_extras(args, shims):
 def refuse_extras(args, script):
     """Scripts that do not time the extras kernels yet say so rather than ignore the options."""
     if args.softcap or args.dropout:
-        sys.exit(f"{script}: --softcap / --dropout are not supported here (forward scripts only)")
+        sys.exit(f"{script}: --softcap / --dropout are not supported here (gpu_forward.py, ab_forward.py, ab_backward.py only)")
 
 
 def grid(args):

@@ -65,13 +65,25 @@ struct WarpGrid {
 // Compact: 64 queries a step; d 96 / 128 take 64 keys a block and one Q/dO buffer (81 KB each:
 // 96 columns are stored 128 wide, so two buffers at d96 took 113 KB, over sm86's 99 KB), d > 128
 // one Q/dO buffer (145 KB at d256: sm80 only).
-template <int kWidth, bool kRoomy>
+//
+// The extras kernels (softcap, ALiBi, dropout: kExtras) keep more per element live through the
+// P / dS loop (the modifier's gradient, the Philox words). With the plain kernels' tiles ptxas
+// sm90 spilled 320 B at d64 and 184 B at d128 (roomy); so, where kLeanExtras: 64 queries a step
+// at d <= 64, 64 keys a block at d 96 / 128, and no load windows. Then nothing spills but
+// d256 compact (44 B, sm80's kernel). Not measured yet (FLASHATTN_SM80_BWD_LEAN_EXTRAS=0: the
+// plain kernels' tiles, for the A/B).
+template <int kWidth, bool kRoomy, bool kExtras = false>
 struct BackwardConfig {
+#ifdef FLASHATTN_SM80_BWD_LEAN_EXTRAS
+  static constexpr bool kLeanExtras = kExtras && FLASHATTN_SM80_BWD_LEAN_EXTRAS != 0;
+#else
+  static constexpr bool kLeanExtras = kExtras;
+#endif
   static constexpr bool kWide = kWidth > 128;
-  static constexpr bool kTall = kRoomy && kWidth <= 64;              // 128 queries a step
-  static constexpr bool kShort = kWide || (!kRoomy && kWidth > 64);  // 64 keys a block
-  static constexpr int kBlockM = kTall ? 128 : 64;                   // queries per inner step
-  static constexpr int kBlockN = kShort ? 64 : 128;                  // keys per block
+  static constexpr bool kTall = kRoomy && kWidth <= 64 && !kLeanExtras;  // 128 queries a step
+  static constexpr bool kShort = kWide || ((!kRoomy || kLeanExtras) && kWidth > 64);  // 64 keys
+  static constexpr int kBlockM = kTall ? 128 : 64;   // queries per inner step
+  static constexpr int kBlockN = kShort ? 64 : 128;  // keys per block
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = kRoomy || kWidth <= 64 ? 2 : 1;  // Q/dO buffers (prefetch: 2)
@@ -123,12 +135,12 @@ struct BackwardConfig {
 #ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP
   static constexpr int kLoadWindowSdp = FLASHATTN_SM80_BWD_LOAD_WINDOW_SDP;
 #else
-  static constexpr int kLoadWindowSdp = kRoomy && kWidth <= 64 ? 1 : 0;
+  static constexpr int kLoadWindowSdp = kRoomy && kWidth <= 64 && !kLeanExtras ? 1 : 0;
 #endif
 #ifdef FLASHATTN_SM80_BWD_LOAD_WINDOW_DKV
   static constexpr int kLoadWindowDkv = FLASHATTN_SM80_BWD_LOAD_WINDOW_DKV;
 #else
-  static constexpr int kLoadWindowDkv = kRoomy ? 1 : 0;
+  static constexpr int kLoadWindowDkv = kRoomy && !kLeanExtras ? 1 : 0;
 #endif
   using Dkv = WarpGrid<kBlockN, kWidth, kWarps, kBlockN == 128 || !kFourColumnWarps ? 4 : 2>;
   static constexpr int kDqWarpsAlongRows = kTall || !kFourColumnWarps ? 4 : 2;
@@ -191,9 +203,9 @@ __device__ __forceinline__ int first_block_where(int count, const Predicate& hol
 }
 
 template <typename T, int kWidth, bool kExtras, bool kRoomy>
-__global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
+__global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThreads, 1)
     backward_kernel(const __grid_constant__ BackwardKernelArgs args) {
-  using Config = BackwardConfig<kWidth, kRoomy>;
+  using Config = BackwardConfig<kWidth, kRoomy, kExtras>;
   using Sdp = typename Config::Sdp;
   using Dkv = typename Config::Dkv;
   using Dq = typename Config::Dq;
@@ -637,7 +649,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy>::kThreads, 1)
 
 template <DType kDType, int kWidth, bool kExtras, bool kRoomy>
 Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t stream) {
-  using Config = BackwardConfig<kWidth, kRoomy>;
+  using Config = BackwardConfig<kWidth, kRoomy, kExtras>;
   using T = typename ElementOf<kDType>::type;
   const ForwardKernelArgs& a = args.attention;
   const dim3 grid((a.seqlen_k + Config::kBlockN - 1) / Config::kBlockN, a.batch, a.heads_kv);
@@ -673,11 +685,11 @@ template <DType kDType, int kWidth, bool kExtras>
 Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream) {
   int budget = 0;
   if (Status status = shared_memory_budget(&budget); !status.ok()) return status;
-  if (BackwardConfig<kWidth, true>::kSmemBytes <= budget) {
+  if (BackwardConfig<kWidth, true, kExtras>::kSmemBytes <= budget) {
     return launch_backward_config<kDType, kWidth, kExtras, true>(args, stream);
   }
-  if (Status status = check_shared_memory(BackwardConfig<kWidth, false>::kSmemBytes, budget, kWidth,
-                                          "cuda backward");
+  if (Status status = check_shared_memory(BackwardConfig<kWidth, false, kExtras>::kSmemBytes,
+                                          budget, kWidth, "cuda backward");
       !status.ok()) {
     return status;
   }
