@@ -69,6 +69,9 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_FWD_STEPPED_STORE
 #define FLASHATTN_SM80_FWD_STEPPED_STORE 1
 #endif
+#ifndef FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N
+#define FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N 32
+#endif
 // kCompactPairs: the compact tile with pair-split warps (104.5 KB at d256: more than sm86's 99 KB,
 // so a configuration of its own beside the plain compact one).
 template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1,
@@ -84,7 +87,14 @@ struct ForwardConfig {
   static constexpr bool kCompact = !kRoomy && kHasCompact;
   static constexpr int kBlockM = FLASHATTN_SM80_TUNED(M, kCompact ? 64 : 128);
   // 128 keys a step pay for d <= 64 (d64: +6% at 16k) but spill the extras' Philox state.
-  static constexpr int kBlockN = FLASHATTN_SM80_TUNED(N, kWidth <= 64 && !kExtras ? 128 : 64);
+  // The extras kernels take FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N (32) keys where 64 spilled (ptxas,
+  // sm90, session 14: 176 B at d96, 824 B at d128, 152-216 B at d256); 32 halves the score
+  // registers, as FA2 does for its dropout kernels, and spills nothing. 64: main (A/B runs).
+  static constexpr bool kExtrasSpilledAt64 =
+      kExtras && (kWidth == 96 || kWidth == 128 || kWidth == 256);  // (d192: 0 B)
+  static constexpr int kBlockN = FLASHATTN_SM80_TUNED(
+      N, kWidth <= 64 && !kExtras ? 128
+                                  : (kExtrasSpilledAt64 ? FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N : 64));
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
   static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras &&
                                      (!kCompact || kCompactPairs) && kWarps % 2 == 0;
