@@ -67,17 +67,21 @@ struct WarpGrid {
 // one Q/dO buffer (145 KB at d256: sm80 only).
 //
 // The extras kernels (softcap, ALiBi, dropout: kExtras) keep more per element live through the
-// P / dS loop (the modifier's gradient, the Philox words). With the plain kernels' tiles ptxas
-// sm90 spilled 320 B at d64 and 184 B at d128 (roomy); so, where kLeanExtras: 64 queries a step
-// at d <= 64, 64 keys a block at d 96 / 128, and no load windows. Then nothing spills but
-// d256 compact (44 B, sm80's kernel). Not measured yet (FLASHATTN_SM80_BWD_LEAN_EXTRAS=0: the
-// plain kernels' tiles, for the A/B).
+// P / dS loop (the softcap's tanh, the dropout bits). At d <= 64 they take 64 queries a step
+// and no load windows (kLeanExtras): with the plain kernel's tiles ptxas sm90 spilled 388 B
+// there, with these nothing. Measured on the H200 (bench/NOTES.md, session 15), bf16,
+// same-process A/B against the plain tiles at d64: dropout +2.5-25%, softcap causal 0 to +12%
+// and non-causal -2 to 0%. At d128 the lean tiles (64 keys a block) lost 4-20% (softcap) and up
+// to 10% (dropout) although the plain ones spill 200 B, and at d256 no windows lost 1.5-2.7%:
+// wider kernels keep the plain tiles.
+// FLASHATTN_SM80_BWD_LEAN_EXTRAS=0: the plain tiles everywhere (A/B runs).
 template <int kWidth, bool kRoomy, bool kExtras = false>
 struct BackwardConfig {
 #ifdef FLASHATTN_SM80_BWD_LEAN_EXTRAS
-  static constexpr bool kLeanExtras = kExtras && FLASHATTN_SM80_BWD_LEAN_EXTRAS != 0;
+  static constexpr bool kLeanExtras =
+      kExtras && kWidth <= 64 && FLASHATTN_SM80_BWD_LEAN_EXTRAS != 0;
 #else
-  static constexpr bool kLeanExtras = kExtras;
+  static constexpr bool kLeanExtras = kExtras && kWidth <= 64;
 #endif
   static constexpr bool kWide = kWidth > 128;
   static constexpr bool kTall = kRoomy && kWidth <= 64 && !kLeanExtras;  // 128 queries a step

@@ -87,14 +87,15 @@ struct ForwardConfig {
   static constexpr bool kCompact = !kRoomy && kHasCompact;
   static constexpr int kBlockM = FLASHATTN_SM80_TUNED(M, kCompact ? 64 : 128);
   // 128 keys a step pay for d <= 64 (d64: +6% at 16k) but spill the extras' Philox state.
-  // The extras kernels take FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N (32) keys where 64 spilled (ptxas,
-  // sm90, session 14: 176 B at d96, 824 B at d128, 152-216 B at d256); 32 halves the score
-  // registers, as FA2 does for its dropout kernels, and spills nothing. 64: main (A/B runs).
-  static constexpr bool kExtrasSpilledAt64 =
-      kExtras && (kWidth == 96 || kWidth == 128 || kWidth == 256);  // (d192: 0 B)
+  // The d128 extras kernel takes FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N (32) keys a step, as FA2
+  // does for its dropout kernels: with 64 it spilled 396 B (ptxas sm90, score_modifiers.cuh),
+  // with 32 nothing. Measured on the H200 (bench/NOTES.md, session 15), bf16, same-process A/B
+  // of 32 against 64 keys: d128 softcap +4-11%, dropout -2 to +36% (causal s512); at d96 and d256
+  // 64 keys won (softcap +4-14% and 0 to +13%; they spill 128 / 36 B), so they keep 64.
+  // FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N=64: 64 at d128 too (A/B runs).
+  static constexpr bool kExtrasNarrow = kExtras && kWidth == 128;
   static constexpr int kBlockN = FLASHATTN_SM80_TUNED(
-      N, kWidth <= 64 && !kExtras ? 128
-                                  : (kExtrasSpilledAt64 ? FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N : 64));
+      N, kWidth <= 64 && !kExtras ? 128 : (kExtrasNarrow ? FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N : 64));
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
   static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras &&
                                      (!kCompact || kCompactPairs) && kWarps % 2 == 0;

@@ -56,8 +56,8 @@ __device__ __forceinline__ SequenceView sequence_view(const ForwardKernelArgs& a
 
 // Offset of (b, h, row 0) in the forward's LSE: [batch, heads, seqlen_q] strides dense, packed
 // rows of [heads, total_q] varlen.
-__device__ __forceinline__ int64_t lse_offset(const ForwardKernelArgs& args, const SequenceView& seq,
-                                              int b, int h) {
+__device__ __forceinline__ int64_t lse_offset(const ForwardKernelArgs& args,
+                                              const SequenceView& seq, int b, int h) {
   return args.cu_seqlens_q != nullptr ? h * args.lse_head_stride + seq.q_row0
                                       : b * args.lse_batch_stride + h * args.lse_head_stride;
 }

@@ -65,8 +65,8 @@ inline Status check_shared_memory(int needed, int budget, int width, const char*
 
 // The shared-memory limit is a per-device function attribute: raise it once per device
 // (raised_on_devices: one bit per device, owned by the caller's instance).
-inline Status raise_smem_limit(const void* kernel, int bytes, std::atomic<uint64_t>& raised_on_devices,
-                               const char* who) {
+inline Status raise_smem_limit(const void* kernel, int bytes,
+                               std::atomic<uint64_t>& raised_on_devices, const char* who) {
   int device = 0;
   cudaError_t error = cudaGetDevice(&device);
   const uint64_t device_bit = device < 64 ? uint64_t{1} << device : 0;
