@@ -29,6 +29,7 @@
 #include "cuda/common/smem_tile.cuh"
 #include "cuda/sm80/backward_args.h"
 #include "cuda/sm80/backward_rows.cuh"
+#include "cuda/sm80/dropout_bits.cuh"
 #include "cuda/sm80/element_type.cuh"
 #include "cuda/sm80/score_modifiers.cuh"
 #include "cuda/sm80/sequence_view.cuh"
@@ -450,7 +451,6 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
     };
     // Compiled twice (four times with the extras' softcap flag): blocks off the mask's boundary
     // skip the per-element test entirely.
-    static_assert(4 * Sdp::kPairs <= 32, "a row's dropout bits in one word");
     auto probabilities_and_gradients = [&](auto masked, auto capped) {
       constexpr bool kMasked = decltype(masked)::value;
       constexpr bool kCapped = decltype(capped)::value;
@@ -472,18 +472,10 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
             // Resolved here (kept live across the loop, the key cost spills).
             const DropoutKey philox_key =
                 dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
-#pragma unroll
-            for (int n = 0; n < 2 * Sdp::kPairs; ++n) {
-              // Both columns of the pair share one Philox call (key0 + 8 n is even).
-              const Philox4 words = dropout_random_words(
-                  philox_key.seed, philox_key.offset, static_cast<uint32_t>(b * a.heads_q + h),
-                  static_cast<uint32_t>(query), static_cast<uint32_t>(key0 + 8 * n) >> 2);
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const bool dropped = philox_word(words, (key0 + e) & 3) >= a.keep_threshold;
-                kept_bits ^= static_cast<uint32_t>(dropped) << (2 * n + e);
-              }
-            }
+            kept_bits = dropout_kept_bits<2 * Sdp::kPairs>(
+                philox_key.seed, philox_key.offset, a.keep_threshold,
+                static_cast<uint32_t>(b * a.heads_q + h), static_cast<uint32_t>(query),
+                static_cast<uint32_t>(key0));
           }
           const float distance = alibi_row_distance(query, diagonal, key0);
 #pragma unroll

@@ -12,6 +12,7 @@
 #include "cuda/common/ptx.cuh"
 #include "cuda/common/register_tile.cuh"
 #include "cuda/common/smem_tile.cuh"
+#include "cuda/sm80/dropout_bits.cuh"
 #include "cuda/sm80/element_type.cuh"
 #include "cuda/sm80/forward_args.h"
 #include "cuda/sm80/score_modifiers.cuh"
@@ -378,31 +379,39 @@ __global__ void __launch_bounds__(
     }
 
     if (dropout) {
+      // Resolved once a step (live across the loop over key blocks, the key made the extras
+      // kernels spill); the pointer and the scalars are launch parameters.
+      const DropoutKey philox_key =
+          dropout_key(args.dropout_seed_offset, args.dropout_seed, args.dropout_offset);
 #pragma unroll
       for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
           const int row = m0 + warp_row0 + m * 16 + g + hh * 8;
+          const int col0 = n0 + key0 + 2 * t;
+          const uint32_t kept_bits = dropout_kept_bits<kNTiles>(
+              philox_key.seed, philox_key.offset, args.keep_threshold, batch_head,
+              static_cast<uint32_t>(row), static_cast<uint32_t>(col0));
 #pragma unroll
-          for (int n = 0; n < kNTiles; ++n) {
-            const int col = n0 + key0 + n * 8 + 2 * t;  // even: both share one Philox call
-            // Resolved at the use: kept in registers across the loop, the key cost the extras
-            // kernels spills; the pointer and the scalars are launch parameters.
-            const DropoutKey philox_key =
-                dropout_key(args.dropout_seed_offset, args.dropout_seed, args.dropout_offset);
-            const Philox4 words =
-                dropout_random_words(philox_key.seed, philox_key.offset, batch_head,
-                                     static_cast<uint32_t>(row), static_cast<uint32_t>(col) >> 2);
+          for (int n = 0; n < kNTiles; ++n)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-              const bool kept = philox_word(words, (col + e) & 3) < args.keep_threshold;
-              if (!kept) s.v[m][n][2 * hh + e] = 0.0f;
-              if (args.dropout_mask != nullptr && row < seq.len_q && col + e < seq.len_k) {
-                const int64_t index =
-                    ((int64_t{batch_head} * args.seqlen_q + row) * args.seqlen_k) + col + e;
-                args.dropout_mask[index] = kept && mask.visible(row, col + e) ? 1 : 0;
-              }
+              float& score = s.v[m][n][2 * hh + e];
+              score = (kept_bits >> (2 * n + e)) & 1u ? score : 0.0f;
             }
+          if (args.dropout_mask != nullptr) {  // the tests' view of the mask
+#pragma unroll
+            for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int col = col0 + n * 8 + e;
+                if (row < seq.len_q && col < seq.len_k) {
+                  const bool kept = (kept_bits >> (2 * n + e)) & 1u;
+                  const int64_t index =
+                      ((int64_t{batch_head} * args.seqlen_q + row) * args.seqlen_k) + col;
+                  args.dropout_mask[index] = kept && mask.visible(row, col) ? 1 : 0;
+                }
+              }
           }
         }
     }
