@@ -469,7 +469,8 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
           // branch per pair cut the element loop into blocks ptxas could not schedule across.
           uint32_t kept_bits = ~0u;
           if (dropout) {
-            // Resolved here (kept live across the loop, the key cost spills).
+            // Resolved once a row (live across the loop over query blocks, the key made the
+            // kernel spill); the pointer and the scalars are launch parameters.
             const DropoutKey philox_key =
                 dropout_key(a.dropout_seed_offset, a.dropout_seed, a.dropout_offset);
             kept_bits = dropout_kept_bits<2 * Sdp::kPairs>(
