@@ -15,6 +15,7 @@ std::string float_token(float value) {
   std::string token(text);
   std::replace(token.begin(), token.end(), '.', 'p');
   std::replace(token.begin(), token.end(), '-', 'm');
+  token.erase(std::remove(token.begin(), token.end(), '+'), token.end());  // 1e+06: 1e06
   return token;
 }
 

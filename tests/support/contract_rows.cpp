@@ -98,6 +98,10 @@ std::vector<AttentionCase> cuda_extra_rows() {
       dense(f16, 1, 203, 203, 2, 2, 160),
       dense(b16, 1, 203, 203, 2, 2, 80),
       value_dim(dense(b16, 1, 203, 203, 2, 1, 256), 40),
+      // Softcaps far above the scores: c tanh(s / c) ~ s must stay exact (a tanh with an
+      // absolute error moved every score by c times it).
+      softcap(dense(b16, 1, 113, 203, 2, 2, 128), 1e6f),
+      softcap(causal(dense(f16, 1, 203, 113, 2, 1, 64)), 1e4f),
   };
 }
 

@@ -449,11 +449,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
       *first = in_sequence ? static_cast<int>(mask.first_col(query)) - key0 : 0;
       *last = in_sequence ? static_cast<int>(mask.last_col(query)) - key0 : 0;
     };
-    // Compiled twice (four times with the extras' softcap flag): blocks off the mask's boundary
+    // Compiled twice (six times with the extras' softcap modes): blocks off the mask's boundary
     // skip the per-element test entirely.
-    auto probabilities_and_gradients = [&](auto masked, auto capped) {
+    auto probabilities_and_gradients = [&](auto masked, auto softcap) {
       constexpr bool kMasked = decltype(masked)::value;
-      constexpr bool kCapped = decltype(capped)::value;
+      constexpr Softcap kSoftcap = decltype(softcap)::value;
 #pragma unroll
       for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
@@ -490,9 +490,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
               float modifier_grad = 1.0f;
               if constexpr (kExtras) {
                 float tanh_value = 0.0f;
-                x = modifiers.log2_score<kCapped>(score_slot, distance - static_cast<float>(col),
-                                                  &tanh_value);
-                modifier_grad = modifiers.score_grad<kCapped>(tanh_value);
+                x = modifiers.log2_score<kSoftcap>(score_slot, distance - static_cast<float>(col),
+                                                   &tanh_value);
+                modifier_grad = modifiers.score_grad<kSoftcap>(tanh_value);
               } else {
                 x = score_slot * scale_log2;
               }
@@ -512,11 +512,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
           }
         }
     };
-    with_softcap_flag(modifiers, [&](auto capped) {
+    with_softcap_mode(modifiers, [&](auto softcap) {
       if (needs_mask) {
-        probabilities_and_gradients(std::true_type{}, capped);
+        probabilities_and_gradients(std::true_type{}, softcap);
       } else {
-        probabilities_and_gradients(std::false_type{}, capped);
+        probabilities_and_gradients(std::false_type{}, softcap);
       }
     });
     cuda::store_to_tile<ScoreTile, T>(p_tile, s, sdp_row0, sdp_col0 / 8);

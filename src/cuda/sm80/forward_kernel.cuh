@@ -312,8 +312,8 @@ __global__ void __launch_bounds__(
         (args.window_right >= 0 && n0 + kBlockN - 1 > m0 + diagonal + args.window_right) ||
         (args.window_left >= 0 && n0 < row_last + diagonal - args.window_left);
     if constexpr (kExtras) {
-      with_softcap_flag(modifiers, [&](auto capped) {
-        constexpr bool kCapped = decltype(capped)::value;
+      with_softcap_mode(modifiers, [&](auto softcap) {
+        constexpr Softcap kSoftcap = decltype(softcap)::value;
 #pragma unroll
         for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
@@ -326,7 +326,7 @@ __global__ void __launch_bounds__(
               for (int e = 0; e < 2; ++e) {
                 float& score = s.v[m][n][2 * hh + e];
                 float tanh_value;
-                score = modifiers.log2_score<kCapped>(
+                score = modifiers.log2_score<kSoftcap>(
                     score, distance - static_cast<float>(8 * n + e), &tanh_value);
               }
           }
