@@ -151,7 +151,8 @@ def set_extras(args, shims):
 def refuse_extras(args, script):
     """Scripts that do not time the extras kernels yet say so rather than ignore the options."""
     if args.softcap or args.dropout:
-        sys.exit(f"{script}: --softcap / --dropout are not supported here (gpu_forward.py, ab_forward.py, ab_backward.py only)")
+        sys.exit(f"{script}: --softcap / --dropout are not supported here "
+                 "(gpu_forward.py, ab_forward.py, ab_backward.py only)")
 
 
 def grid(args):
