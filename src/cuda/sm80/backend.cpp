@@ -394,11 +394,13 @@ Status backward(const BackwardParams& params) {
   args.vectorized_dv = vectorizable(params.dv, varlen);
 
   Status status = Status::Ok();
-  const cudaError_t cleared = cudaMemsetAsync(workspace + layout.zeroed_begin, 0,
-                                              layout.total - layout.zeroed_begin, stream);
-  if (cleared != cudaSuccess) status = cuda_failure("clearing the workspace", cleared);
-  if (status.ok()) status = launch_backward_prepare(params.dtype, args, stream);
-  if (status.ok()) status = launch(args, stream);  // and the post-pass
+  if (!FLASHATTN_SM80_CLEAR_IN_PREPARE) {
+    const cudaError_t cleared = cudaMemsetAsync(workspace + layout.zeroed_begin, 0,
+                                                layout.total - layout.zeroed_begin, stream);
+    if (cleared != cudaSuccess) status = cuda_failure("clearing the workspace", cleared);
+    if (status.ok()) status = launch_backward_prepare(params.dtype, args, stream);
+  }
+  if (status.ok()) status = launch(args, stream);  // (the pre-pass,) the main kernel, the post-pass
   if (allocated != nullptr) {
     const cudaError_t freed = cudaFreeAsync(allocated, stream);
     if (freed != cudaSuccess && status.ok()) status = cuda_failure("freeing the workspace", freed);

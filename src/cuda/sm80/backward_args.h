@@ -34,6 +34,16 @@ __host__ __device__ constexpr int64_t dense_workspace_rows(int64_t seqlen_q) {
              : (seqlen_q + kWorkspaceRowGap - 1) / kWorkspaceRowGap * kWorkspaceRowGap;
 }
 
+// Who clears the workspace (dq_accum, and the semaphores when deterministic): the pre-pass,
+// each block its own rows, launched by the main kernel's launch once the dQ tile layout is
+// known (one launch less than a memset before it, and the stores overlap the pass's loads of
+// O and dO, as FA2's dot_do_o kernel does). FLASHATTN_SM80_CLEAR_IN_PREPARE=0: a memset of the
+// whole region before the pre-pass instead (A/B runs; backend.cpp, the passes and the main
+// kernel's launch all read it, so a shim needs it on all three).
+#ifndef FLASHATTN_SM80_CLEAR_IN_PREPARE
+#define FLASHATTN_SM80_CLEAR_IN_PREPARE 1
+#endif
+
 // Where dQ element (row, col) lives in the workspace: fragment order. Each tile of tile_rows
 // query rows (counted from the sequence's first row; tile_rows * width values) holds the main
 // kernel's dQ accumulators warp by warp, each warp's per m16 x n8 block in register order, 32
@@ -67,6 +77,7 @@ struct BackwardKernelArgs {
   float* delta;     // [heads_q * rows_total]: rowsum(dO * O)
   float* dq_accum;  // [heads_q * rows_total, dq_accum_width]: dQ in fp32 (dq_layout), zeroed
   int* semaphores;  // deterministic: [batch * heads_q * m_blocks], zeroed; else null
+                    // (both zeroed by the pre-pass or before it: FLASHATTN_SM80_CLEAR_IN_PREPARE)
   int64_t rows_total;
   int dq_accum_width;      // the tile width
   DqTileLayout dq_layout;  // set by the main kernel's launch, read by the post-pass
@@ -88,7 +99,8 @@ struct BackwardWorkspaceLayout {
   size_t delta = 0;
   size_t dq_accum = 0;
   size_t semaphores = 0;
-  size_t zeroed_begin = 0;  // [zeroed_begin, total): cleared before the main kernel
+  size_t zeroed_begin = 0;  // [zeroed_begin, total): cleared before the main kernel (when
+                            // FLASHATTN_SM80_CLEAR_IN_PREPARE=0: by a memset)
   size_t total = 0;
 };
 
@@ -99,8 +111,9 @@ BackwardWorkspaceLayout backward_workspace_layout(int64_t heads_q, int64_t rows_
 template <DType kDType, int kWidth, bool kExtras>
 Status launch_backward_main(const BackwardKernelArgs& args, cudaStream_t stream);
 
-// The passes around it (src/cuda/sm80/backward_passes.cu): lse_log2 and delta before,
-// dq_accum -> dq after (launched by launch_backward_main, which sets dq_layout).
+// The passes around it (src/cuda/sm80/backward_passes.cu): lse_log2 and delta (and the
+// workspace's clearing) before, dq_accum -> dq after (both launched by launch_backward_main,
+// which sets dq_layout; with FLASHATTN_SM80_CLEAR_IN_PREPARE=0 the backend launches the first).
 Status launch_backward_prepare(DType dtype, const BackwardKernelArgs& args, cudaStream_t stream);
 Status launch_backward_finish(DType dtype, const BackwardKernelArgs& args, cudaStream_t stream);
 

@@ -652,6 +652,11 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
   const dim3 grid((a.seqlen_k + Config::kBlockN - 1) / Config::kBlockN, a.batch, a.heads_kv);
   BackwardKernelArgs launched = args;
   launched.dq_layout = Config::kDqLayout;
+  if (FLASHATTN_SM80_CLEAR_IN_PREPARE) {  // the pre-pass clears whole dQ tiles: it needs the layout
+    if (Status status = launch_backward_prepare(kDType, launched, stream); !status.ok()) {
+      return status;
+    }
+  }
   // Without keys dQ is zero: the post-pass alone (any layout of zeros reads as zeros).
   if (grid.x == 0 || grid.y == 0 || grid.z == 0)
     return launch_backward_finish(kDType, launched, stream);

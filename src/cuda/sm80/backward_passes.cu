@@ -47,12 +47,40 @@ __device__ __forceinline__ PassBlock pass_block(const BackwardKernelArgs& args) 
   return block;
 }
 
+// The workspace the main kernel accumulates into, cleared by the pass block of its rows
+// (FLASHATTN_SM80_CLEAR_IN_PREPARE): its 64 dq_accum rows, and the sequence's last block the
+// rest of the last dQ tile too, since a tile spreads its rows' values over all of its
+// tile_rows x width floats (DqTileLayout); the first block the (batch, head)'s semaphores.
+// Rows past the last tile are never read: the main kernel's adds there land in the gap.
+__device__ __forceinline__ void clear_workspace(const BackwardKernelArgs& args,
+                                                const PassBlock& block) {
+  const int tile_rows = args.dq_layout.tile_rows;
+  const int tiled_rows = (block.seq.len_q + tile_rows - 1) / tile_rows * tile_rows;
+  const int end = block.m0 + kBackwardBlockM >= block.seq.len_q ? tiled_rows
+                                                                 : block.m0 + kBackwardBlockM;
+  // dq_accum_width is a multiple of 32 and the slots start 256-byte aligned: whole float4s.
+  float4* rows = reinterpret_cast<float4*>(args.dq_accum +
+                                           (block.slot0 + block.m0) * args.dq_accum_width);
+  const int count = (end - block.m0) * args.dq_accum_width / 4;
+  for (int i = static_cast<int>(threadIdx.x); i < count; i += kPassThreads) {
+    rows[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+  if (args.semaphores != nullptr && block.m0 == 0) {
+    int* semaphores =
+        args.semaphores + (int64_t{block.b} * args.attention.heads_q + block.h) * args.m_blocks;
+    for (int i = static_cast<int>(threadIdx.x); i < args.m_blocks; i += kPassThreads) {
+      semaphores[i] = 0;
+    }
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kPassThreads)
     backward_prepare_kernel(const __grid_constant__ BackwardKernelArgs args) {
   const ForwardKernelArgs& a = args.attention;
   const PassBlock block = pass_block(args);
   if (!block.active) return;
+  if (FLASHATTN_SM80_CLEAR_IN_PREPARE) clear_workspace(args, block);
   const int b = block.b;
   const int h = block.h;
   const int m0 = block.m0;
