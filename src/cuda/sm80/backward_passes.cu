@@ -74,88 +74,102 @@ __device__ __forceinline__ void clear_workspace(const BackwardKernelArgs& args,
   }
 }
 
-// One lane's eight columns of a row of O and of dO, as loaded (uint4: eight elements).
-struct RowChunks {
-  uint4 out;
-  uint4 dout;
-};
-
-// The dot product of a lane's eight columns (those below `valid`: a partial chunk past the
-// head dimension, or an unaligned tensor, reads element by element).
+// The dot product of eight elements of O and dO (one uint4 each).
 template <typename T>
-__device__ __forceinline__ float chunk_dot(const RowChunks& chunks, const T* o, const T* d,
-                                           int valid, bool vectorized) {
+__device__ __forceinline__ float dot8(const uint4& out_bits, const uint4& dout_bits) {
+  const T* o = reinterpret_cast<const T*>(&out_bits);
+  const T* d = reinterpret_cast<const T*>(&dout_bits);
   float dot = 0.0f;
-  if (valid == 8 && vectorized) {
-    const T* o8 = reinterpret_cast<const T*>(&chunks.out);
-    const T* d8 = reinterpret_cast<const T*>(&chunks.dout);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) dot += static_cast<float>(o8[e]) * static_cast<float>(d8[e]);
-  } else {
-    for (int e = 0; e < valid; ++e) dot += static_cast<float>(o[e]) * static_cast<float>(d[e]);
-  }
+  for (int e = 0; e < 8; ++e) dot += static_cast<float>(o[e]) * static_cast<float>(d[e]);
   return dot;
 }
 
 // kLanesPerRow lanes per row (eight columns each: the fewest that cover head_dim_v), so a
-// warp covers 32 / kLanesPerRow rows at once, and each warp's rows of the block are loaded
-// all before the first product. One lane per eight columns of a whole warp per row, as
-// before, left 3/4 of the lanes idle at d64 and one row's loads in flight per warp: 116 us at
-// d64 s512 (bf16, 16k tokens, 32 heads; 2.3 TB/s) against FA2's 73 us for the same bytes.
+// warp covers 32 / kLanesPerRow rows at once, and a warp loads kStepsAtOnce such row groups
+// before the first product. One lane per eight columns of a whole warp per row, as before,
+// left 3/4 of the lanes idle at d64 and one row's loads in flight per warp: 116 us at d64 s512
+// (bf16, 16k tokens, 32 heads; 2.3 TB/s) against FA2's 73 us for the same bytes. All of a
+// warp's rows at once, with every step's addresses kept for an element-wise fallback, took
+// 80-154 registers (1-3 blocks an SM) and 77-83 us at d64-d256: the fallback (unaligned
+// tensors, head_dim_v not a multiple of 8) is now a loop of its own.
+// FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE = n (A/B runs).
+#ifndef FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE
+#define FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE 4
+#endif
 template <typename T, int kLanesPerRow>
 __global__ void __launch_bounds__(kPassThreads)
     backward_prepare_kernel(const __grid_constant__ BackwardKernelArgs args) {
   constexpr int kRowsAtOnce = 32 / kLanesPerRow;  // per warp
   constexpr int kSteps = kBackwardBlockM / (kPassWarps * kRowsAtOnce);
   static_assert(kSteps >= 1 && kBackwardBlockM % (kPassWarps * kRowsAtOnce) == 0);
+  constexpr int kStepsAtOnce =
+      kSteps < FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE ? kSteps : FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE;
+  static_assert(kSteps % kStepsAtOnce == 0, "whole rounds");
   const ForwardKernelArgs& a = args.attention;
   const PassBlock block = pass_block(args);
   if (!block.active) return;
-  const int b = block.b;
-  const int h = block.h;
-  const int m0 = block.m0;
   const SequenceView& seq = block.seq;
-  const int64_t slot0 = block.slot0;
-  const int64_t dout_offset = query_rows_offset(a, seq, b, h, args.dout_batch_stride,
+  const int64_t dout_offset = query_rows_offset(a, seq, block.b, block.h, args.dout_batch_stride,
                                                 args.dout_row_stride, args.dout_head_stride);
   const T* out = static_cast<const T*>(a.out) + seq.out_offset;
   const T* dout = static_cast<const T*>(args.dout) + dout_offset;
-  const bool vectorized = a.vectorized_out && args.vectorized_dout;
+  const float* lse = a.lse + lse_offset(a, seq, block.b, block.h);
 
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int col = (lane % kLanesPerRow) * 8;
-  const int valid = col < a.head_dim_v ? min(8, a.head_dim_v - col) : 0;
   // Step s of warp w: rows (s * kPassWarps + w) * kRowsAtOnce onward, one per lane group.
   auto row_of = [&](int step) {
-    return m0 + (step * kPassWarps + warp) * kRowsAtOnce + lane / kLanesPerRow;
+    return block.m0 + (step * kPassWarps + warp) * kRowsAtOnce + lane / kLanesPerRow;
   };
-  RowChunks chunks[kSteps];
-#pragma unroll
-  for (int step = 0; step < kSteps; ++step) {
-    const int row = row_of(step);
-    if (row < seq.len_q && valid == 8 && vectorized) {
-      chunks[step].out = *reinterpret_cast<const uint4*>(out + row * a.out_row_stride + col);
-      chunks[step].dout = *reinterpret_cast<const uint4*>(dout + row * args.dout_row_stride + col);
-    }
-  }
-  if (FLASHATTN_SM80_CLEAR_IN_PREPARE) clear_workspace(args, block);
-  const int64_t lse_base = lse_offset(a, seq, b, h);
-#pragma unroll
-  for (int step = 0; step < kSteps; ++step) {
-    const int row = row_of(step);
-    float dot = row < seq.len_q
-                    ? chunk_dot(chunks[step], out + row * a.out_row_stride + col,
-                                dout + row * args.dout_row_stride + col, valid, vectorized)
-                    : 0.0f;
+  // The row's dot summed over its lane group, written with the row's LSE in log2 units.
+  auto finish_row = [&](int row, float dot) {
 #pragma unroll
     for (int offset = kLanesPerRow / 2; offset > 0; offset /= 2) {
       dot += __shfl_xor_sync(0xffffffffu, dot, offset);
     }
     if (lane % kLanesPerRow == 0 && row < seq.len_q) {
-      args.delta[slot0 + row] = dot;
+      args.delta[block.slot0 + row] = dot;
       // +inf (a row that saw no key) stays +inf: the main kernel's exp2 then gives P = 0.
-      args.lse_log2[slot0 + row] = a.lse[lse_base + row] * 1.4426950408889634f;
+      args.lse_log2[block.slot0 + row] = lse[row] * 1.4426950408889634f;
+    }
+  };
+
+  if (a.vectorized_out && args.vectorized_dout && a.head_dim_v % 8 == 0) {
+    const bool in_row = col < a.head_dim_v;
+#pragma unroll 1
+    for (int round = 0; round < kSteps; round += kStepsAtOnce) {
+      uint4 out_bits[kStepsAtOnce];
+      uint4 dout_bits[kStepsAtOnce];
+#pragma unroll
+      for (int k = 0; k < kStepsAtOnce; ++k) {
+        const int row = row_of(round + k);
+        out_bits[k] = dout_bits[k] = make_uint4(0, 0, 0, 0);
+        if (row < seq.len_q && in_row) {
+          out_bits[k] = *reinterpret_cast<const uint4*>(out + row * a.out_row_stride + col);
+          dout_bits[k] = *reinterpret_cast<const uint4*>(dout + row * args.dout_row_stride + col);
+        }
+      }
+      // The clearing's stores after the first loads, so that those are in flight first.
+      if (FLASHATTN_SM80_CLEAR_IN_PREPARE && round == 0) clear_workspace(args, block);
+#pragma unroll
+      for (int k = 0; k < kStepsAtOnce; ++k) {
+        finish_row(row_of(round + k), dot8<T>(out_bits[k], dout_bits[k]));
+      }
+    }
+  } else {
+    if (FLASHATTN_SM80_CLEAR_IN_PREPARE) clear_workspace(args, block);
+    const int valid = col < a.head_dim_v ? min(8, a.head_dim_v - col) : 0;
+    for (int step = 0; step < kSteps; ++step) {
+      const int row = row_of(step);
+      float dot = 0.0f;
+      if (row < seq.len_q) {
+        const T* o = out + row * a.out_row_stride + col;
+        const T* d = dout + row * args.dout_row_stride + col;
+        for (int e = 0; e < valid; ++e) dot += static_cast<float>(o[e]) * static_cast<float>(d[e]);
+      }
+      finish_row(row, dot);
     }
   }
 }
