@@ -52,7 +52,7 @@ TEST(Philox4x32_10, MatchesRandom123KnownAnswers) {
 // A [batch_heads, rows, cols] keep mask straight from philox.h.
 std::vector<uint8_t> keep_mask(uint64_t seed, uint64_t offset, float p, uint32_t batch_heads,
                                uint32_t rows, uint32_t cols) {
-  const uint64_t threshold = dropout_keep_threshold(p);
+  const uint32_t threshold = dropout_keep_threshold(p);
   std::vector<uint8_t> mask;
   mask.reserve(static_cast<size_t>(batch_heads) * rows * cols);
   for (uint32_t bh = 0; bh < batch_heads; ++bh) {
@@ -78,32 +78,91 @@ int64_t count_differences(const std::vector<uint8_t>& a, const std::vector<uint8
 }
 
 TEST(Dropout, ZeroProbabilityKeepsEverything) {
-  EXPECT_EQ(dropout_keep_threshold(0.0f), 4294967296ull);
+  EXPECT_EQ(dropout_keep_threshold(0.0f), 65536u);
   const std::vector<uint8_t> mask = keep_mask(1, 2, 0.0f, 2, 16, 64);
   EXPECT_EQ(count_kept(mask), static_cast<int64_t>(mask.size()));
 }
 
-// The number kept is Binomial(n, 1 - p); 5 sigma makes a false alarm ~1e-6 per check. The
-// rate is also checked separately for each word of a Philox call (col % 4).
+// The threshold on the 16-bit values is floor((1 - p) 2^16), worked out in double from the
+// float p: the keep probability threshold / 2^16 is within 2^-16 of 1 - p.
+TEST(Dropout, KeepThresholdIsExact) {
+  struct Row {
+    float p;
+    uint32_t threshold;
+  };
+  const Row rows[] = {
+      {0.0f, 65536u},     {0x1p-17f, 65535u},  // 65535.5: the value 65535 drops
+      {0x1p-16f, 65535u},                      // exactly 65535
+      {0.1f, 58982u},                          // (1 - 0.1f) 2^16 = 58982.4000...
+      {0.5f, 32768u},     {0.75f, 16384u},    {1.0f - 0x1p-16f, 1u},  // only the value 0 is kept
+      {1.0f, 0u},
+  };
+  for (const Row& row : rows) {
+    EXPECT_EQ(dropout_keep_threshold(row.p), row.threshold) << "p " << row.p;
+    const double keep = static_cast<double>(row.threshold) / 65536.0;
+    EXPECT_LE(std::abs(keep - (1.0 - static_cast<double>(row.p))), 0x1p-16) << "p " << row.p;
+  }
+}
+
+// One Philox call serves the eight columns 8 (col / 8) .. + 7: column col takes the half
+// col % 2 (0: low 16 bits) of word (col % 8) / 2. Counter (0, 0, 0, 0) with key (0, 0) is
+// seed 0, offset 0, batch_head 0, row 0, columns 0..7: Random123's first known answer,
+// {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}.
+TEST(Dropout, ColumnTakesHalfOfWordColMod8Over2) {
+  struct Row {
+    uint32_t col;
+    uint32_t value;
+  };
+  const Row rows[] = {
+      {0, 0xe8d5}, {1, 0x6627}, {2, 0xc58d}, {3, 0xe169},
+      {4, 0xac4c}, {5, 0xbc57}, {6, 0xdbd8}, {7, 0x9b00},
+  };
+  const Philox4 words = dropout_random_words(0, 0, 0, 0, 0);
+  for (const Row& row : rows) {
+    EXPECT_EQ(dropout_value(words, row.col), row.value) << "col " << row.col;
+    // The boundary: kept iff value < threshold.
+    EXPECT_FALSE(dropout_keeps(0, 0, 0, 0, row.col, row.value)) << "col " << row.col;
+    EXPECT_TRUE(dropout_keeps(0, 0, 0, 0, row.col, row.value + 1)) << "col " << row.col;
+  }
+  // Any coordinates: column col of group col / 8, against the words taken apart by hand.
+  for (uint32_t col = 0; col < 64; ++col) {
+    const Philox4 group =
+        dropout_random_words(0x0123456789abcdefull, 5ull << 33 | 17, 3, 9, col / 8);
+    const uint32_t word_index = (col % 8) / 2;
+    const uint32_t word = word_index == 0   ? group.x
+                          : word_index == 1 ? group.y
+                          : word_index == 2 ? group.z
+                                            : group.w;
+    const uint32_t value = col % 2 == 0 ? word & 0xFFFFu : word >> 16;
+    EXPECT_EQ(dropout_value(group, col), value) << "col " << col;
+    EXPECT_EQ(dropout_keeps(0x0123456789abcdefull, 5ull << 33 | 17, 3, 9, col, value), false);
+    EXPECT_EQ(dropout_keeps(0x0123456789abcdefull, 5ull << 33 | 17, 3, 9, col, value + 1), true);
+  }
+}
+
+// The number kept is Binomial(n, keep), keep = threshold / 2^16 (within 2^-16 of 1 - p); 5
+// sigma makes a false alarm ~1e-6 per check. The rate is also checked separately for each of
+// the eight 16-bit values of a Philox call (col % 8: four words, two halves each).
 TEST(Dropout, KeepRateWithinBinomialBound) {
   for (float p : {0.05f, 0.1f, 0.3f, 0.5f, 0.8f, 0.95f}) {
     const uint32_t batch_heads = 6, rows = 64, cols = 512;
     const std::vector<uint8_t> mask =
         keep_mask(0x9e3779b97f4a7c15ull, 11, p, batch_heads, rows, cols);
-    const double keep = 1.0 - p;
+    const double keep = static_cast<double>(dropout_keep_threshold(p)) / 65536.0;
+    EXPECT_LE(std::abs(keep - (1.0 - static_cast<double>(p))), 0x1p-16) << "p " << p;
     const double n = static_cast<double>(mask.size());
     const double sigma = std::sqrt(n * keep * (1.0 - keep));
     EXPECT_LE(std::abs(static_cast<double>(count_kept(mask)) - n * keep), 5 * sigma) << "p " << p;
 
-    for (uint32_t word = 0; word < 4; ++word) {
+    for (uint32_t slot = 0; slot < 8; ++slot) {  // cols is a multiple of 8: index % 8 = col % 8
       int64_t kept = 0, total = 0;
-      for (size_t i = word; i < mask.size(); i += 4) {
+      for (size_t i = slot; i < mask.size(); i += 8) {
         kept += mask[i];
         ++total;
       }
-      const double word_sigma = std::sqrt(total * keep * (1.0 - keep));
-      EXPECT_LE(std::abs(static_cast<double>(kept) - total * keep), 5 * word_sigma)
-          << "p " << p << " word " << word;
+      const double slot_sigma = std::sqrt(total * keep * (1.0 - keep));
+      EXPECT_LE(std::abs(static_cast<double>(kept) - total * keep), 5 * slot_sigma)
+          << "p " << p << " col % 8 " << slot;
     }
   }
 }
@@ -177,7 +236,7 @@ TEST(Dropout, ReferenceMaskEqualsPhilox) {
     std::vector<reference::SequenceBounds> sequences;
     ASSERT_TRUE(reference::sequence_bounds(params, &sequences).ok());
 
-    const uint64_t threshold = dropout_keep_threshold(params.dropout_p);
+    const uint32_t threshold = dropout_keep_threshold(params.dropout_p);
     const auto mask = problem.bytes(testing::BufferId::dropout_mask);
     const int64_t right = params.causal ? 0 : params.window_right;
     int64_t visible = 0, kept = 0, mismatches = 0;

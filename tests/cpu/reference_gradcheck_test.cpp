@@ -366,7 +366,7 @@ TEST(ReferenceForward, DropoutRescalesKeptValues) {
   std::vector<uint8_t> mask(static_cast<size_t>(2 * 2 * 4 * 16), 0xff);
   ForwardResult result;
   ASSERT_TRUE(forward_dense(p.args, Precision::fp64, p.q, p.k, p.v, &result, mask.data()).ok());
-  const uint64_t threshold = dropout_keep_threshold(p.args.dropout_p);
+  const uint32_t threshold = dropout_keep_threshold(p.args.dropout_p);
   for (int64_t b = 0; b < 2; ++b) {
     for (int64_t h = 0; h < 2; ++h) {
       for (int64_t i = 0; i < 4; ++i) {

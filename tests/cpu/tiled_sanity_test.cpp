@@ -153,7 +153,7 @@ NaiveResult naive_attention(const Problem& p) {
   int64_t left = -1, right = -1;
   effective_window(c.causal, c.window_left, c.window_right, &left, &right);
   const MaskSpec mask{c.seqlen_q, c.seqlen_k, left, right};
-  const uint64_t threshold = dropout_keep_threshold(c.dropout_p);
+  const uint32_t threshold = dropout_keep_threshold(c.dropout_p);
   const double rescale = 1.0 / (1.0 - static_cast<double>(c.dropout_p));
   const int64_t group = c.heads_q / c.heads_kv;
   std::vector<double> capped(static_cast<size_t>(c.seqlen_k)), prob(capped.size()),

@@ -69,8 +69,8 @@ struct Problem {
   Rounding<Real> round;
   std::vector<Real> q, k, v;
   Real scale, softcap, dropout_rescale;
-  uint64_t keep_threshold;
-  int64_t group;  // heads_q / heads_kv
+  uint32_t keep_threshold;  // dropout_keep_threshold(p), on 16-bit values
+  int64_t group;            // heads_q / heads_kv
 
   const Real* q_row(int64_t row, int64_t head) const {
     return q.data() + (row * args.heads_q + head) * args.head_dim;

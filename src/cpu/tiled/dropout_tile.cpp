@@ -1,4 +1,4 @@
-// Keep factors of a tile row: one Philox4x32-10 call serves four consecutive columns.
+// Keep factors of a tile row: one Philox4x32-10 call serves eight consecutive columns.
 #include "cpu/tiled/dropout_tile.h"
 
 #include "common/philox.h"
@@ -17,11 +17,12 @@ void dropout_factors(const DropoutSpec& spec, uint32_t batch_head, int64_t row, 
     const int64_t col = col0 + j;
     const Philox4 words =
         dropout_random_words(spec.seed, spec.offset, batch_head, static_cast<uint32_t>(row),
-                             static_cast<uint32_t>(col >> 2));
-    // The words cover columns 4*(col/4) .. 4*(col/4)+3; col0 need not be a multiple of 4.
-    for (int64_t lane = col & 3; lane < 4 && j < cols; ++lane, ++j) {
-      factor[j] =
-          philox_word(words, static_cast<int>(lane)) < spec.keep_threshold ? spec.rescale : 0.0f;
+                             static_cast<uint32_t>(col >> 3));
+    // The words cover columns 8*(col/8) .. 8*(col/8)+7; col0 need not be a multiple of 8.
+    for (int64_t slot = col & 7; slot < 8 && j < cols; ++slot, ++j) {
+      factor[j] = dropout_value(words, static_cast<uint32_t>(slot)) < spec.keep_threshold
+                      ? spec.rescale
+                      : 0.0f;
     }
   }
 }

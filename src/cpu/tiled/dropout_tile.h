@@ -1,4 +1,5 @@
-// Dropout on a row of a probability tile, by the shared Philox scheme of common/philox.h.
+// Dropout on a row of a probability tile, by the shared Philox scheme of common/philox.h
+// (one call per eight columns, a 16-bit value per element).
 #pragma once
 
 #include <cstdint>
@@ -11,7 +12,7 @@ namespace flashattn::cpu_tiled {
 struct DropoutSpec {
   uint64_t seed;
   uint64_t offset;
-  uint64_t keep_threshold;  // dropout_keep_threshold(p)
+  uint32_t keep_threshold;  // dropout_keep_threshold(p), on 16-bit values
   float rescale;            // 1 / (1 - p)
 };
 DropoutSpec make_dropout_spec(const AttentionArgs& args);

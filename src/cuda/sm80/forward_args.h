@@ -45,7 +45,7 @@ struct ForwardKernelArgs {
   float dropout_p;
   uint64_t dropout_seed, dropout_offset;
   const int64_t* dropout_seed_offset;  // device {seed, offset} overriding the two above, or null
-  uint64_t keep_threshold;
+  uint32_t keep_threshold;             // dropout_keep_threshold(p): kept iff a 16-bit value < it
 
   // 16-byte accesses allowed (base pointer and every stride that moves between rows).
   bool vectorized_q, vectorized_k, vectorized_v, vectorized_out;
