@@ -92,10 +92,12 @@ __device__ __forceinline__ float dot8(const uint4& out_bits, const uint4& dout_b
 // (bf16, 16k tokens, 32 heads; 2.3 TB/s) against FA2's 73 us for the same bytes. All of a
 // warp's rows at once, with every step's addresses kept for an element-wise fallback, took
 // 80-154 registers (1-3 blocks an SM) and 77-83 us at d64-d256: the fallback (unaligned
-// tensors, head_dim_v not a multiple of 8) is now a loop of its own.
+// tensors, head_dim_v not a multiple of 8) is now a loop of its own. Measured on the H200
+// (session 16, kernel times, bf16, s512): two row groups at once, 72.5 / 69.5 / 71.8 us at d64 /
+// d128 / d256 (FA2's dot_do_o: 73 / 68 / 70); four at d128 took 86 registers and 95.6 us.
 // FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE = n (A/B runs).
 #ifndef FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE
-#define FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE 4
+#define FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE 2
 #endif
 template <typename T, int kLanesPerRow>
 __global__ void __launch_bounds__(kPassThreads)
@@ -174,80 +176,57 @@ __global__ void __launch_bounds__(kPassThreads)
   }
 }
 
-// The post-pass reads dq_accum in its own order: consecutive threads take consecutive lane
-// slots (four floats: one lane's values of one m16 x n8 block), so a warp reads 512 contiguous
-// bytes, and each thread writes its two pairs of columns (rows g and g + 8 of the block).
-// Reading eight columns of one row per thread instead (four float2 16 bytes apart, each warp
-// load spread over 32 places) took 73 us at d128 s512 (bf16, 16k tokens, 16 heads) against
-// FA2's 62 us for the same bytes.
+// The post-pass reads eight columns of one row per thread (four float2 16 bytes apart). Two
+// variants measured slower on the H200 (session 16, kernel times, bf16, s512): four such items
+// a thread loaded at once, 56 us at d64 (52 before) and no change at d128 (73 us, FA2 62);
+// consecutive threads on consecutive lane slots (a warp reading 512 contiguous bytes, each
+// thread storing two column pairs of 4 bytes), 79 / 87 / 105 us at d64 / d128 / d256.
 template <typename T>
 __global__ void __launch_bounds__(kPassThreads)
     backward_finish_kernel(const __grid_constant__ BackwardKernelArgs args) {
   const ForwardKernelArgs& a = args.attention;
   const PassBlock block = pass_block(args);
   if (!block.active) return;
+  const int m0 = block.m0;
   const SequenceView& seq = block.seq;
+  const int64_t slot0 = block.slot0;
   T* dq =
       static_cast<T*>(args.dq) + query_rows_offset(a, seq, block.b, block.h, args.dq_batch_stride,
                                                    args.dq_row_stride, args.dq_head_stride);
+  const int chunks = (a.head_dim + 7) / 8;
+  const int rows = min(kBackwardBlockM, seq.len_q - m0);
   const DqTileLayout& layout = args.dq_layout;
-  // This block's 64 rows are rows [tile_row0, tile_row0 + 64) of the tile that holds them; in
-  // the tile, warp region w covers rows (w % warps_along_rows) * warp_rows and columns
-  // (w / warps_along_rows) * warp_cols onward (DqTileLayout), so the block's values are the
-  // regions of kBackwardBlockM / warp_rows row warps in each column of warps.
-  const int tile_row0 = block.m0 % layout.tile_rows;
-  const int tile_start = block.m0 - tile_row0;  // first row of the tile
-  const int row_warps = kBackwardBlockM / layout.warp_rows;
-  const int region_slots = layout.warp_rows * layout.warp_cols / 4;  // float4s of a region
-  const int blocks_per_row = layout.warp_cols / 8;  // n8 blocks of a region's m16 row
-  const int slots = kBackwardBlockM * args.dq_accum_width / 4;
-  const float4* tile = reinterpret_cast<const float4*>(args.dq_accum + (block.slot0 + tile_start) *
-                                                                           args.dq_accum_width);
-  const bool paired_stores = args.vectorized_dq && a.head_dim % 2 == 0;
-  // kSlotsAtOnce slots per thread loaded before the first is stored: their loads in flight
-  // together.
-  constexpr int kSlotsAtOnce = 4;
-  for (int first = static_cast<int>(threadIdx.x); first < slots;
-       first += kSlotsAtOnce * kPassThreads) {
-    float4 values[kSlotsAtOnce];
-    int rows[kSlotsAtOnce];  // within the sequence: rows g and g + 8 (rows[k] + 8)
-    int cols[kSlotsAtOnce];  // columns col, col + 1
+  for (int index = static_cast<int>(threadIdx.x); index < rows * chunks; index += kPassThreads) {
+    const int row = m0 + index / chunks;
+    const int col = (index % chunks) * 8;
+    // The eight columns are one n8 block of one warp's fragments (DqTileLayout): values
+    // 2 hh, 2 hh + 1 of lanes 4 g .. 4 g + 3.
+    const int tile_row = row % layout.tile_rows;
+    const int warp_row = tile_row % layout.warp_rows;
+    const int warp =
+        (col / layout.warp_cols) * layout.warps_along_rows + tile_row / layout.warp_rows;
+    const int blocks_per_row = layout.warp_cols / 8;  // n8 blocks of a warp's m16 row
+    const int block = (warp_row / 16) * blocks_per_row + (col % layout.warp_cols) / 8;
+    const int64_t warp_values = int64_t{layout.warp_rows} * layout.warp_cols;
+    const float* from = args.dq_accum + (slot0 + row - tile_row) * args.dq_accum_width +
+                        warp * warp_values + (block * 32 + (warp_row % 8) * 4) * 4 +
+                        2 * ((warp_row / 8) % 2);
+    float values[8];
 #pragma unroll
-    for (int k = 0; k < kSlotsAtOnce; ++k) {
-      const int slot = first + k * kPassThreads;
-      rows[k] = seq.len_q;  // past the sequence: nothing to store (slot >= slots)
-      if (slot >= slots) continue;
-      const int region = slot / region_slots;
-      const int in_region = slot % region_slots;
-      const int warp = (region / row_warps) * layout.warps_along_rows +
-                       tile_row0 / layout.warp_rows + region % row_warps;
-      const int n_block = in_region / 32;  // m16 x n8 block of the region, row-major
-      const int lane = in_region % 32;
-      rows[k] = tile_start + (warp % layout.warps_along_rows) * layout.warp_rows +
-                (n_block / blocks_per_row) * 16 + lane / 4;
-      cols[k] = (warp / layout.warps_along_rows) * layout.warp_cols +
-                (n_block % blocks_per_row) * 8 + 2 * (lane % 4);
-      values[k] = tile[int64_t{warp} * region_slots + in_region];
+    for (int t = 0; t < 4; ++t) {
+      const float2 pair = *reinterpret_cast<const float2*>(from + 4 * t);
+      values[2 * t] = pair.x;
+      values[2 * t + 1] = pair.y;
     }
+    T converted[8];
 #pragma unroll
-    for (int k = 0; k < kSlotsAtOnce; ++k) {
-      const float pair[2][2] = {{values[k].x, values[k].y}, {values[k].z, values[k].w}};
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int row = rows[k] + 8 * half;
-        const int col = cols[k];
-        if (row >= seq.len_q || col >= a.head_dim) continue;
-        T* to = dq + row * args.dq_row_stride + col;
-        const T low = static_cast<T>(pair[half][0] * args.dq_scale);
-        const T high = static_cast<T>(pair[half][1] * args.dq_scale);
-        if (paired_stores) {
-          T both[2] = {low, high};
-          *reinterpret_cast<uint32_t*>(to) = *reinterpret_cast<const uint32_t*>(both);
-        } else {
-          to[0] = low;
-          if (col + 1 < a.head_dim) to[1] = high;
-        }
-      }
+    for (int e = 0; e < 8; ++e) converted[e] = static_cast<T>(values[e] * args.dq_scale);
+    T* to = dq + row * args.dq_row_stride + col;
+    const int valid = min(8, a.head_dim - col);
+    if (valid == 8 && args.vectorized_dq) {
+      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(converted);
+    } else {
+      for (int e = 0; e < valid; ++e) to[e] = converted[e];
     }
   }
 }
