@@ -231,6 +231,85 @@ __global__ void __launch_bounds__(kPassThreads)
   }
 }
 
+// The post-pass staged through shared memory (FLASHATTN_SM80_FINISH_STAGED=1, not yet measured,
+// off by default): consecutive threads read consecutive dq_accum lane slots (a warp 512
+// contiguous bytes), convert and write each slot's two column pairs into a row-major tile of the
+// block's 64 rows in shared memory; then each thread stores eight columns of a row (16 bytes)
+// as the unstaged kernel does. Aimed at d128 / d256, where the unstaged kernel takes 73 / 78 us
+// at s512 against FA2's 62 / 67 (session 16); storing the column pairs straight to global
+// memory (4-byte stores) took 87 / 105 us.
+#ifndef FLASHATTN_SM80_FINISH_STAGED
+#define FLASHATTN_SM80_FINISH_STAGED 0
+#endif
+// Row pitch of the staged tile in elements: the width and 16 bytes, so that the 8 rows x 4
+// column pairs of a slot block's stores fall in 32 different banks at every width.
+__host__ __device__ constexpr int staged_pitch(int width) {
+  return width + 8;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kPassThreads)
+    backward_finish_staged_kernel(const __grid_constant__ BackwardKernelArgs args) {
+  extern __shared__ __align__(16) unsigned char staged_bytes[];
+  T* staged = reinterpret_cast<T*>(staged_bytes);
+  const ForwardKernelArgs& a = args.attention;
+  const PassBlock block = pass_block(args);
+  if (!block.active) return;
+  const SequenceView& seq = block.seq;
+  const DqTileLayout& layout = args.dq_layout;
+  const int pitch = staged_pitch(args.dq_accum_width);
+  // This block's 64 rows are rows [tile_row0, tile_row0 + 64) of their tile; in the tile, warp
+  // region w covers rows (w % warps_along_rows) * warp_rows and columns (w / warps_along_rows) *
+  // warp_cols onward (DqTileLayout): the block's values are the regions of kBackwardBlockM /
+  // warp_rows row warps in each column of warps.
+  const int tile_row0 = block.m0 % layout.tile_rows;
+  const int row_warps = kBackwardBlockM / layout.warp_rows;
+  const int region_slots = layout.warp_rows * layout.warp_cols / 4;  // float4s of a region
+  const int blocks_per_row = layout.warp_cols / 8;  // m16 x n8 blocks of a region's m16 row
+  const int slots = kBackwardBlockM * args.dq_accum_width / 4;
+  const float4* tile = reinterpret_cast<const float4*>(
+      args.dq_accum + (block.slot0 + block.m0 - tile_row0) * args.dq_accum_width);
+  for (int slot = static_cast<int>(threadIdx.x); slot < slots; slot += kPassThreads) {
+    const int region = slot / region_slots;
+    const int in_region = slot % region_slots;
+    const int warp = (region / row_warps) * layout.warps_along_rows + tile_row0 / layout.warp_rows +
+                     region % row_warps;
+    const int n_block = in_region / 32;
+    const int lane = in_region % 32;
+    // Lane l holds rows l / 4 and l / 4 + 8, columns 2 (l % 4) and + 1, of its m16 x n8 block.
+    const int row = (warp % layout.warps_along_rows) * layout.warp_rows - tile_row0 +
+                    (n_block / blocks_per_row) * 16 + lane / 4;
+    const int col = (warp / layout.warps_along_rows) * layout.warp_cols +
+                    (n_block % blocks_per_row) * 8 + 2 * (lane % 4);
+    const float4 values = tile[int64_t{warp} * region_slots + in_region];
+    T upper[2] = {static_cast<T>(values.x * args.dq_scale),
+                  static_cast<T>(values.y * args.dq_scale)};
+    T lower[2] = {static_cast<T>(values.z * args.dq_scale),
+                  static_cast<T>(values.w * args.dq_scale)};
+    *reinterpret_cast<uint32_t*>(staged + row * pitch + col) = *reinterpret_cast<uint32_t*>(upper);
+    *reinterpret_cast<uint32_t*>(staged + (row + 8) * pitch + col) =
+        *reinterpret_cast<uint32_t*>(lower);
+  }
+  __syncthreads();
+  T* dq =
+      static_cast<T*>(args.dq) + query_rows_offset(a, seq, block.b, block.h, args.dq_batch_stride,
+                                                   args.dq_row_stride, args.dq_head_stride);
+  const int chunks = (a.head_dim + 7) / 8;
+  const int rows = min(kBackwardBlockM, seq.len_q - block.m0);
+  for (int index = static_cast<int>(threadIdx.x); index < rows * chunks; index += kPassThreads) {
+    const int row = index / chunks;
+    const int col = (index % chunks) * 8;
+    const T* from = staged + row * pitch + col;
+    T* to = dq + (block.m0 + row) * args.dq_row_stride + col;
+    const int valid = min(8, a.head_dim - col);
+    if (valid == 8 && args.vectorized_dq) {
+      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
+    } else {
+      for (int e = 0; e < valid; ++e) to[e] = from[e];
+    }
+  }
+}
+
 template <template <typename> class Kernel>
 Status launch_pass(const char* name, DType dtype, const BackwardKernelArgs& args,
                    cudaStream_t stream) {
@@ -268,7 +347,13 @@ struct Prepare {
 template <typename T>
 struct Finish {
   static void launch(dim3 grid, cudaStream_t stream, const BackwardKernelArgs& args) {
-    backward_finish_kernel<T><<<grid, kPassThreads, 0, stream>>>(args);
+    if (FLASHATTN_SM80_FINISH_STAGED) {
+      // At most 64 x 264 x 2 = 33 KB (d256): under the 48 KB a launch may take unasked.
+      const size_t bytes = size_t{kBackwardBlockM} * staged_pitch(args.dq_accum_width) * sizeof(T);
+      backward_finish_staged_kernel<T><<<grid, kPassThreads, bytes, stream>>>(args);
+    } else {
+      backward_finish_kernel<T><<<grid, kPassThreads, 0, stream>>>(args);
+    }
   }
 };
 
