@@ -8,7 +8,7 @@
 # Run from the repository root on the GPU machine:  OUT=/path bench/gpu.sh
 # Environment (all optional):
 #   STEPS="build test sanitize pytest bench"  which steps, in this order (also: ncu, profile, tune,
-#                                           tune_backward, ncu_backward,
+#                                           tune_backward, ncu_backward, kernel_times,
 #                                           suite = bench/gpu_suite.sh, issue 7's benchmark
 #                                           suite, in its own build directory, within what
 #                                           TOTAL_S leaves: STEPS=suite alone is one ~6 min call)
@@ -43,6 +43,10 @@
 #                                           at the default library and the tune_backward shims
 #   PROFILES="backward:128:4096:0"          step "profile": bench/profile_kernel.sh (SOURCE=1) per
 #                                           entry direction:head_dim:seqlen:causal
+#   KT_DIMS=64,128,256 KT_SEQLENS=512       step "kernel_times": bench/kernel_times.py (every
+#   KT_ARGS=""                              kernel's GPU time per call, ours and FA2's) on the
+#                                           default library and each tune_backward shim (after
+#                                           step tune_backward; KT_ARGS=--forward: the forward)
 #   TUNE_BWD_VARIANTS="name@128:-DFLAG=1+-DOTHER=0 ..."  step "tune_backward": backward variants
 #                                           of one width each (nvcc flags joined by +), timed
 #                                           with the default and FA2 (bench/ab_backward.py;
@@ -239,6 +243,25 @@ step_profile() {
     note "profile $entry: rc=$? ($OUT/profile-${entry//:/-}.log)"
     tail -45 "$OUT/profile-${entry//:/-}.log"
   done
+}
+
+step_kernel_times() {
+  # Per-kernel GPU times (bench/kernel_times.py: main kernel, passes, FA2's kernels) of the
+  # default library and of each tune_backward shim, at KT_DIMS x KT_SEQLENS (bf16).
+  local libs=("default=$BUILD/libflashattn_bench.so") entry name lib
+  for lib in "$BUILD"/tune_backward/*/libshim.so; do
+    [[ -f "$lib" ]] && libs+=("$(basename "$(dirname "$lib")")=$lib")
+  done
+  : > "$OUT/kernel_times.log"
+  for entry in "${libs[@]}"; do
+    name=${entry%%=*} lib=$(realpath "${entry#*=}")
+    echo "== $name" >> "$OUT/kernel_times.log"
+    (cd bench && timeout "$(step_timeout 120)" python3 kernel_times.py --lib "$lib" --dtypes bf16 \
+      --dims "${KT_DIMS:-64,128,256}" --seqlens "${KT_SEQLENS:-512}" ${KT_ARGS:-}) \
+      >> "$OUT/kernel_times.log" 2>&1
+  done
+  note "kernel_times: ${#libs[@]} libraries ($OUT/kernel_times.log)"
+  grep -v -i "warn" "$OUT/kernel_times.log"
 }
 
 step_bench() {

@@ -8,6 +8,7 @@ Usage:
   kernel_times.py --lib build/libflashattn_bench.so --dims 64 --seqlens 512 [--backward-only]
 """
 import collections
+import warnings
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -52,6 +53,7 @@ def report(label, times, event_ms):
 
 
 def main():
+    warnings.filterwarnings("ignore", message="Warning: Profiler clears events")
     args = common.parse_args(__doc__, iters=20, warmup=5, extra=add_arguments)
     ours = common.Ours(args.lib)
     generator = torch.Generator(device="cuda").manual_seed(0)
@@ -60,32 +62,41 @@ def main():
         sets = common.inputs(case, generator)
         name = f"{case['dtype']} d{case['d']} s{case['seqlen']}{' causal' if causal else ''}"
         print(name, flush=True)
-        if args.forward:
-            out = torch.empty_like(sets[0][0])
-            q = sets[0][0]
-            lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device="cuda",
-                              dtype=torch.float32)
-            transposed = [[x.transpose(1, 2) for x in qkvd[:3]] for qkvd in sets]
-
-            def ours_call(qkvd):
-                ours.forward(*qkvd[:3], out, lse, causal)
-
-            def peer_call(qkv):
-                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                    F.scaled_dot_product_attention(*qkv, is_causal=causal)
-
-            sides = [("ours", ours_call, sets), ("fa2", peer_call, transposed)]
-        else:
-            point = OursPoint(ours, sets, causal)
-            states = peer_states(sets, SDPBackend.FLASH_ATTENTION, causal)
-            sides = [("ours", lambda state: point.run(state, False), point.states),
-                     ("ours deterministic", lambda state: point.run(state, True), point.states),
-                     ("fa2", peer_backward, states)]
+        try:
+            sides = point_sides(args, ours, sets, causal)
+        except common.FlashAttnBenchError as error:  # e.g. a tune shim built for another width
+            print(f"  ours: {common.short_error(error)}")
+            continue
         for label, fn, states in sides:
             event_ms = common.time_ms(fn, args.warmup, args.iters, states, hide_host=True)
             report(label, kernel_times(fn, states, args.calls), event_ms)
         del sets, sides
         torch.cuda.empty_cache()
+
+
+def point_sides(args, ours, sets, causal):
+    """(label, fn, states) of each side timed at a point: ours (and its deterministic mode, for
+    the backward), FA2. Raises FlashAttnBenchError where the library has no kernel for it."""
+    if not args.forward:
+        point = OursPoint(ours, sets, causal)  # runs our forward
+        states = peer_states(sets, SDPBackend.FLASH_ATTENTION, causal)
+        return [("ours", lambda state: point.run(state, False), point.states),
+                ("ours deterministic", lambda state: point.run(state, True), point.states),
+                ("fa2", peer_backward, states)]
+    q = sets[0][0]
+    out = torch.empty_like(q)
+    lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device="cuda", dtype=torch.float32)
+    transposed = [[x.transpose(1, 2) for x in qkvd[:3]] for qkvd in sets]
+
+    def ours_call(qkvd):
+        ours.forward(*qkvd[:3], out, lse, causal)
+
+    def peer_call(qkv):
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            F.scaled_dot_product_attention(*qkv, is_causal=causal)
+
+    ours_call(sets[0])
+    return [("ours", ours_call, sets), ("fa2", peer_call, transposed)]
 
 
 if __name__ == "__main__":
