@@ -90,6 +90,9 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
   }
 }
 
+// log2(e): the kernels work in base 2 (exp(x) = 2^(x log2e)), for fast_exp2.
+inline constexpr float kLog2e = 1.4426950408889634f;
+
 // 2^x in one MUFU instruction; ex2(-inf) = 0, which the softmax relies on for masked scores.
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;

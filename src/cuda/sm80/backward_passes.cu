@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/common/ptx.cuh"
 #include "cuda/sm80/backward_args.h"
 #include "cuda/sm80/backward_rows.cuh"
 #include "cuda/sm80/sequence_view.cuh"
@@ -134,7 +135,7 @@ __global__ void __launch_bounds__(kPassThreads)
     if (lane % kLanesPerRow == 0 && row < seq.len_q) {
       args.delta[block.slot0 + row] = dot;
       // +inf (a row that saw no key) stays +inf: the main kernel's exp2 then gives P = 0.
-      args.lse_log2[block.slot0 + row] = lse[row] * 1.4426950408889634f;
+      args.lse_log2[block.slot0 + row] = lse[row] * cuda::kLog2e;
     }
   };
 

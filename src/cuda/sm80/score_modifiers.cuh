@@ -18,7 +18,7 @@
 
 namespace flashattn::cuda_sm80 {
 
-inline constexpr float kLog2e = 1.4426950408889634f;
+using cuda::kLog2e;
 
 // 1 / x from rcp.approx (an error of at most one ulp; 1 / inf = 0).
 __device__ __forceinline__ float fast_reciprocal(float x) {
