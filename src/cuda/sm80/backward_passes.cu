@@ -94,8 +94,9 @@ __device__ __forceinline__ float dot8(const uint4& out_bits, const uint4& dout_b
 // warp's rows at once, with every step's addresses kept for an element-wise fallback, took
 // 80-154 registers (1-3 blocks an SM) and 77-83 us at d64-d256: the fallback (unaligned
 // tensors, head_dim_v not a multiple of 8) is now a loop of its own. Measured on the H200
-// (session 16, kernel times, bf16, s512): two row groups at once, 72.5 / 69.5 / 71.8 us at d64 /
-// d128 / d256 (FA2's dot_do_o: 73 / 68 / 70); four at d128 took 86 registers and 95.6 us.
+// (session 16, kernel times, bf16, s512): two row groups at once, 73.9 / 69.8 / 73.7 us at d64 /
+// d128 / d256 (FA2's dot_do_o: 73 / 68 / 70); four took 86 registers and 95.6 us at d128, and
+// 71.8 us at d256 (in another call: not an A/B).
 // FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE = n (A/B runs).
 #ifndef FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE
 #define FLASHATTN_SM80_PREPARE_STEPS_AT_ONCE 2
