@@ -8,29 +8,31 @@
 
 namespace flashattn::cuda_sm80 {
 
+// One butterfly stage of quad_transpose, over lane bit kBit (1 or 2): in each slot pair
+// (i, i + kBit), i without kBit, a lane with that bit set takes slot i from its partner
+// (lane ^ kBit) and sends slot i + kBit, a lane without it the reverse, so each sends exactly
+// the slot it replaces. Two shuffles and four selects.
+template <uint32_t kBit>
+__device__ __forceinline__ void quad_exchange(uint32_t (&words)[4], uint32_t lane_in_quad) {
+  const bool high = lane_in_quad & kBit;
+#pragma unroll
+  for (uint32_t i = 0; i < 4; ++i) {
+    if (i & kBit) continue;
+    const uint32_t received =
+        __shfl_xor_sync(~0u, high ? words[i] : words[i + kBit], static_cast<int>(kBit));
+    words[i] = high ? received : words[i];
+    words[i + kBit] = high ? words[i + kBit] : received;
+  }
+}
+
 // Transposes a 4 x 4 matrix of words held by the four lanes of a quad (lanes 4 g .. 4 g + 3):
 // on entry lane t holds row t (words[i] = M[t][i]), on return column t (words[i] = M[i][t]).
-// Two butterfly stages, over lane bit 0 (xor 1) and then bit 1 (xor 2); in the stage over bit
-// b a lane keeps the words whose index agrees with its lane number in bit b and takes the other
-// two from its partner (lane ^ (1 << b), slot index ^ (1 << b)), which sends exactly the two it
-// replaces itself. Invariant after the stages over the bit set S: slot i of lane L holds
-// M[(L & ~S) | (i & S)][(i & ~S) | (L & S)], so after both stages M[i][L]. Four shuffles and
-// eight selects; every lane of the warp must call it.
+// Two butterfly stages (quad_exchange), over lane bit 0 and then bit 1. Invariant after the
+// stages over the bit set S: slot i of lane L holds M[(L & ~S) | (i & S)][(i & ~S) | (L & S)],
+// so after both stages M[i][L]. Every lane of the warp must call it.
 __device__ __forceinline__ void quad_transpose(uint32_t (&words)[4], uint32_t lane_in_quad) {
-  const bool odd = lane_in_quad & 1u;  // stage 1: slots 0, 2 come from the partner, else 1, 3
-  const uint32_t from_partner0 = __shfl_xor_sync(~0u, odd ? words[0] : words[1], 1);
-  const uint32_t from_partner1 = __shfl_xor_sync(~0u, odd ? words[2] : words[3], 1);
-  words[0] = odd ? from_partner0 : words[0];
-  words[1] = odd ? words[1] : from_partner0;
-  words[2] = odd ? from_partner1 : words[2];
-  words[3] = odd ? words[3] : from_partner1;
-  const bool upper = lane_in_quad & 2u;  // stage 2: slots 0, 1 come from the partner, else 2, 3
-  const uint32_t from_partner2 = __shfl_xor_sync(~0u, upper ? words[0] : words[2], 2);
-  const uint32_t from_partner3 = __shfl_xor_sync(~0u, upper ? words[1] : words[3], 2);
-  words[0] = upper ? from_partner2 : words[0];
-  words[2] = upper ? words[2] : from_partner2;
-  words[1] = upper ? from_partner3 : words[1];
-  words[3] = upper ? words[3] : from_partner3;
+  quad_exchange<1>(words, lane_in_quad);
+  quad_exchange<2>(words, lane_in_quad);
 }
 
 // The keep bits of one Philox word of a lane: its two 16-bit values, elements e = 0, 1.
