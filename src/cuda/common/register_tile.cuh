@@ -99,6 +99,19 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+// Lazy rescaling (FLASHATTN_CUDA_LAZY_RESCALE=1, off by default, not yet measured: FA4's
+// conditional rescale): a row's running max moves only where a tile's max exceeds it by more than
+// kLazyRescaleLog2 in the log2 domain, so probabilities are taken against a max up to that much
+// below the true one (values up to 2^8: exact in fp32, and bf16 / fp16 keep their relative
+// precision there), and a warp none of whose rows moves skips the correction of o and of the
+// sums: kD * 4 multiplies a row pair, 128 of the d128 forward's ~1100 instructions a step, which
+// in the steady state of a long row is nearly every step. The LSE and o come out the same, up to
+// rounding: both are taken against the max the sums were.
+#ifndef FLASHATTN_CUDA_LAZY_RESCALE
+#define FLASHATTN_CUDA_LAZY_RESCALE 0
+#endif
+inline constexpr float kLazyRescaleLog2 = 8.0f;
+
 // Online softmax state for the 2 * kM rows a lane touches. Scores arrive as x with
 // log2-domain value x * multiplier (multiplier = scale * log2(e) for raw dot products, 1 for
 // scores already modified and converted); masked scores are -inf.
@@ -146,6 +159,10 @@ struct OnlineSoftmax {
   template <int kN, int kD>
   __device__ __forceinline__ void apply(AccTile<kM, kN>& s, AccTile<kM, kD>& o, float multiplier,
                                         const float (&new_max)[kM][2]) {
+    if constexpr (FLASHATTN_CUDA_LAZY_RESCALE != 0) {
+      apply_lazily(s, o, multiplier, new_max);
+      return;
+    }
 #pragma unroll
     for (int m = 0; m < kM; ++m)
 #pragma unroll
@@ -170,6 +187,61 @@ struct OnlineSoftmax {
           o.v[m][d][2 * h] *= correction;
           o.v[m][d][2 * h + 1] *= correction;
         }
+      }
+  }
+
+  // apply with lazy rescaling (FLASHATTN_CUDA_LAZY_RESCALE). Every lane of the warp must call
+  // it (a vote); the two warps of a pair that share rows take the same rows' decisions, since
+  // both hold the same maxima.
+  template <int kN, int kD>
+  __device__ __forceinline__ void apply_lazily(AccTile<kM, kN>& s, AccTile<kM, kD>& o,
+                                               float multiplier, const float (&new_max)[kM][2]) {
+    // A row moves where its new max is more than kLazyRescaleLog2 above the one in use; the
+    // first visible key always moves a row (from -inf), a row that has seen only masked scores
+    // never does.
+    bool moves[kM][2];
+    bool any_moves = false;
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        moves[m][h] = new_max[m][h] * multiplier > row_max[m][h] * multiplier + kLazyRescaleLog2;
+        any_moves |= moves[m][h];
+      }
+    if (__any_sync(0xffffffffu, any_moves)) {
+#pragma unroll
+      for (int m = 0; m < kM; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          // exp2(-inf) = 0 for a row's first visible key (o and the sum are 0 then anyway).
+          const float correction =
+              moves[m][h] ? fast_exp2((row_max[m][h] - new_max[m][h]) * multiplier) : 1.0f;
+          row_max[m][h] = moves[m][h] ? new_max[m][h] : row_max[m][h];
+          row_sum[m][h] *= correction;
+#pragma unroll
+          for (int d = 0; d < kD; ++d) {
+            o.v[m][d][2 * h] *= correction;
+            o.v[m][d][2 * h + 1] *= correction;
+          }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        // A row that has seen only masked scores keeps max -inf; subtracting 0 instead of
+        // -inf keeps exp2 at 0 rather than NaN.
+        const float max_scaled = row_max[m][h] == -INFINITY ? 0.0f : row_max[m][h] * multiplier;
+        float sum = row_sum[m][h];
+#pragma unroll
+        for (int n = 0; n < kN; ++n)
+#pragma unroll
+          for (int e = 2 * h; e < 2 * h + 2; ++e) {
+            const float p = fast_exp2(s.v[m][n][e] * multiplier - max_scaled);
+            s.v[m][n][e] = p;
+            sum += p;
+          }
+        row_sum[m][h] = sum;
       }
   }
 
