@@ -353,6 +353,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
   cuda::load_tile<kBlockN, kWidth, kThreads>(
       v_tile,
       GlobalRows<const T>{v_base, a.v_row_stride, seq.len_k - n0, a.head_dim_v, a.vectorized_v});
+  // The pre-pass's writes (LSE, delta, the cleared workspace) are read from here on
+  // (FLASHATTN_SM80_BWD_PDL: this kernel may start before it has completed).
+  wait_for_previous_kernel();
   if (iterations > 0) load_query_tiles(Step{0, m_begin}, 0, rotation);
   cuda::cp_async_commit();
 
@@ -686,7 +689,8 @@ Status launch_backward_config(const BackwardKernelArgs& args, cudaStream_t strea
     }
   }
   if (Status status = launch_with_shared_memory<&backward_kernel<T, kWidth, kExtras, kRoomy>>(
-          grid, Config::kThreads, Config::kSmemBytes, stream, launched, "cuda backward");
+          grid, Config::kThreads, Config::kSmemBytes, stream, launched, "cuda backward",
+          /*after_previous=*/true);
       !status.ok()) {
     return status;
   }

@@ -14,6 +14,7 @@
 #include "cuda/common/ptx.cuh"
 #include "cuda/sm80/backward_args.h"
 #include "cuda/sm80/backward_rows.cuh"
+#include "cuda/sm80/dependent_launch.cuh"
 #include "cuda/sm80/sequence_view.cuh"
 
 namespace flashattn::cuda_sm80 {
@@ -186,6 +187,7 @@ __global__ void __launch_bounds__(kPassThreads)
 template <typename T>
 __global__ void __launch_bounds__(kPassThreads)
     backward_finish_kernel(const __grid_constant__ BackwardKernelArgs args) {
+  wait_for_previous_kernel();  // the main kernel's dQ (FLASHATTN_SM80_BWD_PDL)
   const ForwardKernelArgs& a = args.attention;
   const PassBlock block = pass_block(args);
   if (!block.active) return;
@@ -252,6 +254,7 @@ __host__ __device__ constexpr int staged_pitch(int width) {
 template <typename T>
 __global__ void __launch_bounds__(kPassThreads)
     backward_finish_staged_kernel(const __grid_constant__ BackwardKernelArgs args) {
+  wait_for_previous_kernel();  // the main kernel's dQ (FLASHATTN_SM80_BWD_PDL)
   extern __shared__ __align__(16) unsigned char staged_bytes[];
   T* staged = reinterpret_cast<T*>(staged_bytes);
   const ForwardKernelArgs& a = args.attention;
@@ -318,12 +321,9 @@ Status launch_pass(const char* name, DType dtype, const BackwardKernelArgs& args
   const ForwardKernelArgs& a = args.attention;
   const dim3 grid((a.seqlen_q + kBackwardBlockM - 1) / kBackwardBlockM, a.batch, a.heads_q);
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::Ok();
-  if (dtype == DType::fp16) {
-    Kernel<__half>::launch(grid, stream, args);
-  } else {
-    Kernel<__nv_bfloat16>::launch(grid, stream, args);
-  }
-  const cudaError_t error = cudaGetLastError();
+  const cudaError_t error = dtype == DType::fp16
+                                ? Kernel<__half>::launch(grid, stream, args)
+                                : Kernel<__nv_bfloat16>::launch(grid, stream, args);
   if (error != cudaSuccess) {
     return {StatusCode::cuda_error,
             std::string("cuda backward: ") + name + " launch failed: " + cudaGetErrorString(error)};
@@ -333,7 +333,7 @@ Status launch_pass(const char* name, DType dtype, const BackwardKernelArgs& args
 
 template <typename T>
 struct Prepare {
-  static void launch(dim3 grid, cudaStream_t stream, const BackwardKernelArgs& args) {
+  static cudaError_t launch(dim3 grid, cudaStream_t stream, const BackwardKernelArgs& args) {
     const int head_dim_v = args.attention.head_dim_v;
     if (head_dim_v <= 32) {
       backward_prepare_kernel<T, 4><<<grid, kPassThreads, 0, stream>>>(args);
@@ -344,18 +344,20 @@ struct Prepare {
     } else {
       backward_prepare_kernel<T, 32><<<grid, kPassThreads, 0, stream>>>(args);
     }
+    return cudaGetLastError();
   }
 };
+// After the main kernel, as its programmatic dependent where enabled (dependent_launch.cuh).
 template <typename T>
 struct Finish {
-  static void launch(dim3 grid, cudaStream_t stream, const BackwardKernelArgs& args) {
+  static cudaError_t launch(dim3 grid, cudaStream_t stream, const BackwardKernelArgs& args) {
     if (FLASHATTN_SM80_FINISH_STAGED) {
       // At most 64 x 264 x 2 = 33 KB (d256): under the 48 KB a launch may take unasked.
       const size_t bytes = size_t{kBackwardBlockM} * staged_pitch(args.dq_accum_width) * sizeof(T);
-      backward_finish_staged_kernel<T><<<grid, kPassThreads, bytes, stream>>>(args);
-    } else {
-      backward_finish_kernel<T><<<grid, kPassThreads, 0, stream>>>(args);
+      return launch_after_previous(backward_finish_staged_kernel<T>, grid, kPassThreads, bytes,
+                                   stream, args);
     }
+    return launch_after_previous(backward_finish_kernel<T>, grid, kPassThreads, 0, stream, args);
   }
 };
 

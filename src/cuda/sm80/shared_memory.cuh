@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "cuda/sm80/dependent_launch.cuh"
 #include "flashattn/types.h"
 
 namespace flashattn::cuda_sm80 {
@@ -84,17 +85,25 @@ inline Status raise_smem_limit(const void* kernel, int bytes,
 
 // Launches kKernel(args) with smem_bytes of dynamic shared memory, raising its limit first
 // (once per device and kernel instance); a launch error comes back as a Status naming `who`.
+// after_previous: as a programmatic dependent of the stream's previous kernel where enabled
+// (launch_after_previous).
 template <auto kKernel, typename Args>
 Status launch_with_shared_memory(dim3 grid, int threads, int smem_bytes, cudaStream_t stream,
-                                 const Args& args, const char* who) {
+                                 const Args& args, const char* who, bool after_previous = false) {
   static std::atomic<uint64_t> raised_on_devices{0};
   if (Status status = raise_smem_limit(reinterpret_cast<const void*>(kKernel), smem_bytes,
                                        raised_on_devices, who);
       !status.ok()) {
     return status;
   }
-  kKernel<<<grid, threads, smem_bytes, stream>>>(args);
-  const cudaError_t error = cudaGetLastError();
+  cudaError_t error = cudaSuccess;
+  if (after_previous) {
+    error = launch_after_previous(kKernel, grid, threads, static_cast<size_t>(smem_bytes), stream,
+                                  args);
+  } else {
+    kKernel<<<grid, threads, smem_bytes, stream>>>(args);
+    error = cudaGetLastError();
+  }
   if (error != cudaSuccess) {
     return {StatusCode::cuda_error,
             std::string(who) + ": kernel launch failed: " + cudaGetErrorString(error)};
