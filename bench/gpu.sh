@@ -21,8 +21,10 @@
 #                                           end by then; sanitizer and test runs have timeouts
 #   ARCHS=90 HDIMS=all DTYPES=all           the instance set (FLASHATTN_ARCHS / _HDIMS / _DTYPES)
 #   BUILD=build-gpu                         build directory
-#   CMAKE_EXTRA=""                          extra arguments of the configure step (e.g.
-#                                           -DCMAKE_CUDA_FLAGS=-DFLAG=1 for a variant's tests)
+#   CMAKE_EXTRA=""                          extra arguments of the configure step (split on
+#                                           spaces; e.g. -DCMAKE_CUDA_FLAGS=-DFLAG=1)
+#   CUDA_DEFINES=""                         "FLAG=1 OTHER=1": -D each, all in one
+#                                           CMAKE_CUDA_FLAGS (a variant's tests with several)
 #   GTEST_ROOT=dir                          a GoogleTest (include/, lib/) if the machine has none
 #   TEST_FILTER='*'                         gtest filter of the test step (both binaries)
 #   SMEM_CAPS="166912 101376"               the test step also runs the small cases of both
@@ -116,13 +118,18 @@ sanitize_filter() {
 has_step() { [[ " $STEPS " == *" $1 "* ]]; }
 
 step_build() {
-  gtest_args=()
-  [[ -n "${GTEST_ROOT:-}" ]] && gtest_args=(-DGTEST_ROOT="$GTEST_ROOT")
+  configure_args=()
+  [[ -n "${GTEST_ROOT:-}" ]] && configure_args=(-DGTEST_ROOT="$GTEST_ROOT")
+  if [[ -n "${CUDA_DEFINES:-}" ]]; then
+    local defines=""
+    for define in $CUDA_DEFINES; do defines+="${defines:+ }-D$define"; done
+    configure_args+=("-DCMAKE_CUDA_FLAGS=$defines")
+  fi
   start=$(date +%s)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHATTN_CUDA=ON \
     -DFLASHATTN_ARCHS="$ARCHS" -DFLASHATTN_HDIMS="$HDIMS" -DFLASHATTN_DTYPES="$DTYPES" \
     -DFLASHATTN_BUILD_CLI=ON -DFLASHATTN_BUILD_PYTHON=ON -DFLASHATTN_PTXAS_VERBOSE=ON \
-    "${gtest_args[@]}" ${CMAKE_EXTRA:-} > "$OUT/build.log" 2>&1
+    "${configure_args[@]}" ${CMAKE_EXTRA:-} > "$OUT/build.log" 2>&1
   status=$?
   targets=(flashattn flashattn_cli forward_test)
   local missing=""
