@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cuda/sm80/dq_tile_layout.h"
 #include "cuda/sm80/forward_args.h"
 #include "flashattn/types.h"
 
@@ -43,19 +44,6 @@ __host__ __device__ constexpr int64_t dense_workspace_rows(int64_t seqlen_q) {
 #ifndef FLASHATTN_SM80_CLEAR_IN_PREPARE
 #define FLASHATTN_SM80_CLEAR_IN_PREPARE 1
 #endif
-
-// Where dQ element (row, col) lives in the workspace: fragment order. Each tile of tile_rows
-// query rows (counted from the sequence's first row; tile_rows * width values) holds the main
-// kernel's dQ accumulators warp by warp, each warp's per m16 x n8 block in register order, 32
-// lanes x 4 values a block; warp w covers rows (w % warps_along_rows) * warp_rows and columns
-// (w / warps_along_rows) * warp_cols onward. A warp-wide vector atomic then covers 512
-// contiguous bytes (4 cache lines) instead of 8 rows.
-struct DqTileLayout {
-  int tile_rows;
-  int warp_rows;
-  int warp_cols;
-  int warps_along_rows;
-};
 
 // Everything one backward needs. `attention` describes the problem as for the forward: its
 // out and lse are the forward's results (read), dropout_mask is unused.

@@ -206,15 +206,8 @@ __global__ void __launch_bounds__(kPassThreads)
     // The eight columns are one n8 block of one warp's fragments (DqTileLayout): values
     // 2 hh, 2 hh + 1 of lanes 4 g .. 4 g + 3.
     const int tile_row = row % layout.tile_rows;
-    const int warp_row = tile_row % layout.warp_rows;
-    const int warp =
-        (col / layout.warp_cols) * layout.warps_along_rows + tile_row / layout.warp_rows;
-    const int blocks_per_row = layout.warp_cols / 8;  // n8 blocks of a warp's m16 row
-    const int block = (warp_row / 16) * blocks_per_row + (col % layout.warp_cols) / 8;
-    const int64_t warp_values = int64_t{layout.warp_rows} * layout.warp_cols;
     const float* from = args.dq_accum + (slot0 + row - tile_row) * args.dq_accum_width +
-                        warp * warp_values + (block * 32 + (warp_row % 8) * 4) * 4 +
-                        2 * ((warp_row / 8) % 2);
+                        layout.value_offset(tile_row, col);
     float values[8];
 #pragma unroll
     for (int t = 0; t < 4; ++t) {
@@ -263,30 +256,17 @@ __global__ void __launch_bounds__(kPassThreads)
   const SequenceView& seq = block.seq;
   const DqTileLayout& layout = args.dq_layout;
   const int pitch = staged_pitch(args.dq_accum_width);
-  // This block's 64 rows are rows [tile_row0, tile_row0 + 64) of their tile; in the tile, warp
-  // region w covers rows (w % warps_along_rows) * warp_rows and columns (w / warps_along_rows) *
-  // warp_cols onward (DqTileLayout): the block's values are the regions of kBackwardBlockM /
-  // warp_rows row warps in each column of warps.
+  // This block's 64 rows are rows [tile_row0, tile_row0 + 64) of their tile, whose values lie
+  // in kBackwardBlockM / warp_rows row warps' regions in each column of warps (DqTileLayout).
   const int tile_row0 = block.m0 % layout.tile_rows;
-  const int row_warps = kBackwardBlockM / layout.warp_rows;
-  const int region_slots = layout.warp_rows * layout.warp_cols / 4;  // float4s of a region
-  const int blocks_per_row = layout.warp_cols / 8;  // m16 x n8 blocks of a region's m16 row
   const int slots = kBackwardBlockM * args.dq_accum_width / 4;
   const float4* tile = reinterpret_cast<const float4*>(
       args.dq_accum + (block.slot0 + block.m0 - tile_row0) * args.dq_accum_width);
   for (int slot = static_cast<int>(threadIdx.x); slot < slots; slot += kPassThreads) {
-    const int region = slot / region_slots;
-    const int in_region = slot % region_slots;
-    const int warp = (region / row_warps) * layout.warps_along_rows + tile_row0 / layout.warp_rows +
-                     region % row_warps;
-    const int n_block = in_region / 32;
-    const int lane = in_region % 32;
-    // Lane l holds rows l / 4 and l / 4 + 8, columns 2 (l % 4) and + 1, of its m16 x n8 block.
-    const int row = (warp % layout.warps_along_rows) * layout.warp_rows - tile_row0 +
-                    (n_block / blocks_per_row) * 16 + lane / 4;
-    const int col = (warp / layout.warps_along_rows) * layout.warp_cols +
-                    (n_block % blocks_per_row) * 8 + 2 * (lane % 4);
-    const float4 values = tile[int64_t{warp} * region_slots + in_region];
+    int index, tile_row, col;
+    layout.slot_position(tile_row0, kBackwardBlockM, slot, &index, &tile_row, &col);
+    const int row = tile_row - tile_row0;
+    const float4 values = tile[index];
     T upper[2] = {static_cast<T>(values.x * args.dq_scale),
                   static_cast<T>(values.y * args.dq_scale)};
     T lower[2] = {static_cast<T>(values.z * args.dq_scale),
