@@ -167,21 +167,11 @@ struct OnlineSoftmax {
     for (int m = 0; m < kM; ++m)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        // A row that has seen only masked scores keeps max -inf; subtracting 0 instead of
-        // -inf keeps exp2 at 0 rather than NaN.
-        const float max_scaled = new_max[m][h] == -INFINITY ? 0.0f : new_max[m][h] * multiplier;
+        const float max_scaled = scaled_max(new_max[m][h], multiplier);
         const float correction = fast_exp2(row_max[m][h] * multiplier - max_scaled);
         row_max[m][h] = new_max[m][h];
-        float sum = row_sum[m][h] * correction;
-#pragma unroll
-        for (int n = 0; n < kN; ++n)
-#pragma unroll
-          for (int e = 2 * h; e < 2 * h + 2; ++e) {
-            const float p = fast_exp2(s.v[m][n][e] * multiplier - max_scaled);
-            s.v[m][n][e] = p;
-            sum += p;
-          }
-        row_sum[m][h] = sum;
+        row_sum[m][h] =
+            exponentiate_row(s, m, h, multiplier, max_scaled, row_sum[m][h] * correction);
 #pragma unroll
         for (int d = 0; d < kD; ++d) {
           o.v[m][d][2 * h] *= correction;
@@ -229,20 +219,32 @@ struct OnlineSoftmax {
     for (int m = 0; m < kM; ++m)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        // A row that has seen only masked scores keeps max -inf; subtracting 0 instead of
-        // -inf keeps exp2 at 0 rather than NaN.
-        const float max_scaled = row_max[m][h] == -INFINITY ? 0.0f : row_max[m][h] * multiplier;
-        float sum = row_sum[m][h];
-#pragma unroll
-        for (int n = 0; n < kN; ++n)
-#pragma unroll
-          for (int e = 2 * h; e < 2 * h + 2; ++e) {
-            const float p = fast_exp2(s.v[m][n][e] * multiplier - max_scaled);
-            s.v[m][n][e] = p;
-            sum += p;
-          }
-        row_sum[m][h] = sum;
+        row_sum[m][h] = exponentiate_row(s, m, h, multiplier, scaled_max(row_max[m][h], multiplier),
+                                         row_sum[m][h]);
       }
+  }
+
+  // A row max in the log2 domain. A row that has seen only masked scores keeps max -inf;
+  // subtracting 0 instead of -inf keeps exp2 at 0 rather than NaN.
+  __device__ __forceinline__ static float scaled_max(float max, float multiplier) {
+    return max == -INFINITY ? 0.0f : max * multiplier;
+  }
+
+  // Row (m, h) of s turned into exp2(x * multiplier - max_scaled) in place; returns sum plus
+  // them.
+  template <int kN>
+  __device__ __forceinline__ static float exponentiate_row(AccTile<kM, kN>& s, int m, int h,
+                                                           float multiplier, float max_scaled,
+                                                           float sum) {
+#pragma unroll
+    for (int n = 0; n < kN; ++n)
+#pragma unroll
+      for (int e = 2 * h; e < 2 * h + 2; ++e) {
+        const float p = fast_exp2(s.v[m][n][e] * multiplier - max_scaled);
+        s.v[m][n][e] = p;
+        sum += p;
+      }
+    return sum;
   }
 
   // Each row's sum of probabilities over this warp's keys (reduced over the lane quad).
