@@ -76,6 +76,7 @@ struct WarpGrid {
 // to 10% (dropout) although the plain ones spill 200 B, and at d256 no windows lost 1.5-2.7%:
 // wider kernels keep the plain tiles.
 // FLASHATTN_SM80_BWD_LEAN_EXTRAS=0: the plain tiles everywhere (A/B runs).
+//
 // Deterministic mode with the spread dQ adds: a warp releases its turn after dK's product (the
 // adds have had that product's time to complete, so the release does not wait for them), or
 // with FLASHATTN_SM80_BWD_EARLY_RELEASE=1 right after dV's, where its last add was issued (the
@@ -466,7 +467,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
     // skip the per-element test entirely.
     auto probabilities_and_gradients = [&](auto masked, auto softcap) {
       constexpr bool kMasked = decltype(masked)::value;
-      constexpr Softcap kSoftcap = decltype(softcap)::value;
+      [[maybe_unused]] constexpr Softcap kSoftcap = decltype(softcap)::value;  // extras only
 #pragma unroll
       for (int m = 0; m < Sdp::kMTiles; ++m)
 #pragma unroll
