@@ -2,7 +2,7 @@
 // of a tile has one place; the place follows the mma m16n8 accumulator fragment (lane 4 g + t
 // holds rows g and g + 8, columns 2 t and 2 t + 1, as values 0-1 and 2-3), which is how the
 // main kernel's vector atomics write it; and the post-pass's lane slots (the staged post-pass,
-// FLASHATTN_SM80_FINISH_STAGED) name the same places as value_offset (the unstaged post-pass).
+// tiles of width 128 and up) name the same places as value_offset (the unstaged post-pass).
 #include "cuda/sm80/dq_tile_layout.h"
 
 #include <gtest/gtest.h>

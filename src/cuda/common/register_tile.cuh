@@ -99,23 +99,20 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-// Lazy rescaling (FLASHATTN_CUDA_LAZY_RESCALE=1, off by default, not yet measured: FA4's
-// conditional rescale): a row's running max moves only where a tile's max exceeds it by more than
-// kLazyRescaleLog2 in the log2 domain, so probabilities are taken against a max up to that much
-// below the true one (values up to 2^8: exact in fp32, and bf16 / fp16 keep their relative
-// precision there), and a warp none of whose rows moves skips the correction of o and of the
-// sums: kD * 4 multiplies a row pair, 128 of the d128 forward's ~1100 instructions a step, which
-// in the steady state of a long row is nearly every step. The LSE and o come out the same, up to
-// rounding: both are taken against the max the sums were.
-#ifndef FLASHATTN_CUDA_LAZY_RESCALE
-#define FLASHATTN_CUDA_LAZY_RESCALE 0
-#endif
+// Lazy rescaling (kLazy, FA4's conditional rescale): a row's running max moves only where a
+// tile's max exceeds it by more than kLazyRescaleLog2 in the log2 domain, so probabilities are
+// taken against a max up to that much below the true one (values up to 2^8: exact in fp32, and
+// bf16 / fp16 keep their relative precision there), and a warp none of whose rows moves skips
+// the correction of o and of the sums: kD * 4 multiplies a row pair, 128 of the d128 forward's
+// ~1100 instructions a step, which in the steady state of a long row is nearly every step. The
+// LSE and o come out the same, up to rounding: both are taken against the max the sums were.
+// The kernels' configurations say where it pays (ForwardConfig::kLazyRescale).
 inline constexpr float kLazyRescaleLog2 = 8.0f;
 
-// Online softmax state for the 2 * kM rows a lane touches. Scores arrive as x with
-// log2-domain value x * multiplier (multiplier = scale * log2(e) for raw dot products, 1 for
-// scores already modified and converted); masked scores are -inf.
-template <int kM>
+// Online softmax state for the 2 * kM rows a lane touches (kLazy: lazy rescaling, above). Scores
+// arrive as x with log2-domain value x * multiplier (multiplier = scale * log2(e) for raw dot
+// products, 1 for scores already modified and converted); masked scores are -inf.
+template <int kM, bool kLazy = false>
 struct OnlineSoftmax {
   float row_max[kM][2];  // running max of x (-inf before any visible key)
   float row_sum[kM][2];  // this lane's partial sum of exp2(x * multiplier - max * multiplier)
@@ -159,7 +156,7 @@ struct OnlineSoftmax {
   template <int kN, int kD>
   __device__ __forceinline__ void apply(AccTile<kM, kN>& s, AccTile<kM, kD>& o, float multiplier,
                                         const float (&new_max)[kM][2]) {
-    if constexpr (FLASHATTN_CUDA_LAZY_RESCALE != 0) {
+    if constexpr (kLazy) {
       apply_lazily(s, o, multiplier, new_max);
       return;
     }
@@ -180,7 +177,7 @@ struct OnlineSoftmax {
       }
   }
 
-  // apply with lazy rescaling (FLASHATTN_CUDA_LAZY_RESCALE). Every lane of the warp must call
+  // apply with lazy rescaling (kLazy). Every lane of the warp must call
   // it (a vote); the two warps of a pair that share rows take the same rows' decisions, since
   // both hold the same maxima.
   template <int kN, int kD>

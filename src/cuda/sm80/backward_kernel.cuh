@@ -78,14 +78,9 @@ struct WarpGrid {
 // FLASHATTN_SM80_BWD_LEAN_EXTRAS=0: the plain tiles everywhere (A/B runs).
 //
 // Deterministic mode with the spread dQ adds: a warp releases its turn after dK's product (the
-// adds have had that product's time to complete, so the release does not wait for them), or
-// with FLASHATTN_SM80_BWD_EARLY_RELEASE=1 right after dV's, where its last add was issued (the
-// next key block's warps wait a product less, this warp for its adds). Not yet measured: at
-// d128 s512 the deterministic main kernel takes 23% longer than the default one (session 16),
-// where four key blocks a sequence start in a chain, each a turn behind the one above.
-#ifndef FLASHATTN_SM80_BWD_EARLY_RELEASE
-#define FLASHATTN_SM80_BWD_EARLY_RELEASE 0
-#endif
+// adds have had that product's time to complete, so the release does not wait for them).
+// Releasing right after dV's product, where the last add was issued, measured -1.1 / -2.7% at
+// d128 s512 / 4k and +3.4 / -3.6% causal (H200, bench/NOTES.md, session 17).
 
 template <int kWidth, bool kRoomy, bool kExtras = false>
 struct BackwardConfig {
@@ -621,10 +616,9 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
             }
             dkv_window(step);
           });
-      if (FLASHATTN_SM80_BWD_EARLY_RELEASE) release_turn();
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dk_acc, a_columns(ds_lanes_at),
                                                             b_columns(dkv_q_lanes), dkv_window);
-      if (!FLASHATTN_SM80_BWD_EARLY_RELEASE) release_turn();
+      release_turn();
     } else {
       warp_gemm<T, Dkv::kMTiles, kBlockM / 16, Dkv::kPairs>(dv_acc, a_columns(p_lanes_at),
                                                             b_columns(dkv_do_lanes));

@@ -228,15 +228,15 @@ __global__ void __launch_bounds__(kPassThreads)
   }
 }
 
-// The post-pass staged through shared memory (FLASHATTN_SM80_FINISH_STAGED=1, not yet measured,
-// off by default): consecutive threads read consecutive dq_accum lane slots (a warp 512
-// contiguous bytes), convert and write each slot's two column pairs into a row-major tile of the
-// block's 64 rows in shared memory; then each thread stores eight columns of a row (16 bytes)
-// as the unstaged kernel does. Aimed at d128 / d256, where the unstaged kernel takes 73 / 78 us
-// at s512 against FA2's 62 / 67 (session 16); storing the column pairs straight to global
-// memory (4-byte stores) took 87 / 105 us.
-#ifndef FLASHATTN_SM80_FINISH_STAGED
-#define FLASHATTN_SM80_FINISH_STAGED 0
+// The post-pass staged through shared memory: consecutive threads read consecutive dq_accum
+// lane slots (a warp 512 contiguous bytes), convert and write each slot's two column pairs into
+// a row-major tile of the block's 64 rows in shared memory; then each thread stores eight
+// columns of a row (16 bytes) as the unstaged kernel does. Measured on the H200 (bench/NOTES.md,
+// session 17, kernel times, bf16, s512): 59.5 / 61.5 us at d128 / d256 against the unstaged
+// kernel's 72.5 / 77.6 (FA2's 62 / 67), but 64.5 us at d64 against 52.1. So tiles from
+// FLASHATTN_SM80_FINISH_STAGED_FROM_WIDTH (128) up take it: 0 stages every width, 1000 none.
+#ifndef FLASHATTN_SM80_FINISH_STAGED_FROM_WIDTH
+#define FLASHATTN_SM80_FINISH_STAGED_FROM_WIDTH 128
 #endif
 // Row pitch of the staged tile in elements: the width and 16 bytes, so that the 8 rows x 4
 // column pairs of a slot block's stores fall in 32 different banks at every width.
@@ -331,7 +331,7 @@ struct Prepare {
 template <typename T>
 struct Finish {
   static cudaError_t launch(dim3 grid, cudaStream_t stream, const BackwardKernelArgs& args) {
-    if (FLASHATTN_SM80_FINISH_STAGED) {
+    if (args.dq_accum_width >= FLASHATTN_SM80_FINISH_STAGED_FROM_WIDTH) {
       // At most 64 x 264 x 2 = 33 KB (d256): under the 48 KB a launch may take unasked.
       const size_t bytes = size_t{kBackwardBlockM} * staged_pitch(args.dq_accum_width) * sizeof(T);
       return launch_after_previous(backward_finish_staged_kernel<T>, grid, kPassThreads, bytes,

@@ -118,6 +118,15 @@ struct ForwardConfig {
 #else
   static constexpr int kLoadWindow = kExtras ? 0 : kWidth == 128 ? 2 : kWidth == 96 ? 1 : 0;
 #endif
+  // Lazy rescaling (cuda::OnlineSoftmax). Measured on the H200 (bench/NOTES.md, session 17),
+  // bf16, same-process A/B at s512 / 4k / 16k: d128 +0-1.8%, d64 -0.2 to -2%, d256 (pair-split)
+  // -4.7 to +0.4%. So d128 without extras (the extras kernels not measured).
+  // FLASHATTN_SM80_FWD_LAZY_RESCALE = 0 / 1 forces it off / on everywhere (A/B runs).
+#ifdef FLASHATTN_SM80_FWD_LAZY_RESCALE
+  static constexpr bool kLazyRescale = FLASHATTN_SM80_FWD_LAZY_RESCALE != 0;
+#else
+  static constexpr bool kLazyRescale = !kExtras && kWidth == 128;
+#endif
   static constexpr int kThreads = kWarps * 32;
   // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
@@ -249,7 +258,7 @@ __global__ void __launch_bounds__(
 
   AccTile<kMTiles, kDTiles> o;
   o.zero();
-  OnlineSoftmax<kMTiles> softmax;
+  OnlineSoftmax<kMTiles, Config::kLazyRescale> softmax;
   softmax.init();
 
   // kPairSplit: the pair's own barrier, and one value per row folded with the other warp's
