@@ -128,11 +128,12 @@ struct BackwardConfig {
   // Lean mask test: the band's 64-bit bounds are worked out only with a window (~40 uniform
   // instructions a step). Measured with session 11's lean dQ adds on the H200 (bench/NOTES.md),
   // bf16: d64 +1-2%, d128 +1.5-3.4%; at d256 the mask test alone was within noise (session
-  // 12). FLASHATTN_SM80_BWD_LEAN_MASK_TEST = 0 / 1 forces it off / on (A/B runs).
+  // 12); d192 +1.9-2.6% without a mask, -0.1 to +0.3% causal (session 17).
+  // FLASHATTN_SM80_BWD_LEAN_MASK_TEST = 0 / 1 forces it off / on (A/B runs).
 #ifdef FLASHATTN_SM80_BWD_LEAN_MASK_TEST
   static constexpr bool kLeanMaskTest = FLASHATTN_SM80_BWD_LEAN_MASK_TEST != 0;
 #else
-  static constexpr bool kLeanMaskTest = kWidth <= 128;
+  static constexpr bool kLeanMaskTest = kWidth <= 192;
 #endif
   // Load windows: a __syncwarp after every kLoadWindow* steps of a product, which shared loads
   // cannot cross, so ptxas cannot hoist a whole product's ldmatrix ahead of its first mma (ncu,
