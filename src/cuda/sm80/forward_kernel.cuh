@@ -51,13 +51,8 @@ using cuda::SmemTile;
 // instead of 256).
 // d256 without extras only: its 16 x 256 output rows fill a warp's registers, so rows per warp
 // cannot grow otherwise. FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs).
-// FLASHATTN_SM80_PAIR_SPLIT_FROM_WIDTH=192: d192's roomy tiles too (113 KB with one K/V
-// buffer, so devices with 99 KB take the plain tile, kRoomy = false).
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
 #define FLASHATTN_SM80_PAIR_SPLIT 1
-#endif
-#ifndef FLASHATTN_SM80_PAIR_SPLIT_FROM_WIDTH
-#define FLASHATTN_SM80_PAIR_SPLIT_FROM_WIDTH 256
 #endif
 // The longest seqlen_q at which a banded mask (DENSE: no mask) takes the compact tile at d256
 // (launch_forward); COMPACT_PAIRS=1: that tile with pair-split warps where it fits twice per SM.
@@ -103,10 +98,8 @@ struct ForwardConfig {
   static constexpr int kBlockN = FLASHATTN_SM80_TUNED(
       N, kWidth <= 64 && !kExtras ? 128 : (kExtrasNarrow ? FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N : 64));
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
-  static constexpr bool kPairSplit =
-      FLASHATTN_SM80_PAIR_SPLIT && !kExtras && kWarps % 2 == 0 &&
-      (kWidth == 256 ? !kCompact || kCompactPairs
-                     : kWidth >= FLASHATTN_SM80_PAIR_SPLIT_FROM_WIDTH && kRoomy);
+  static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras &&
+                                     (!kCompact || kCompactPairs) && kWarps % 2 == 0;
   static constexpr int kRowGroups = kPairSplit ? kWarps / 2 : kWarps;   // warps (pairs) on rows
   static constexpr int kMTiles = kBlockM / (16 * kRowGroups);           // m16 tiles per warp
   static constexpr int kWarpKeys = kPairSplit ? kBlockN / 2 : kBlockN;  // a warp's keys of S
@@ -561,7 +554,7 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   if (Roomy::kSmemBytes <= budget) {
     return launch_forward_config<kDType, kWidth, kExtras, true>(args, stream);
   }
-  if constexpr (Roomy::kHasCompact || Roomy::kPairSplit) {
+  if constexpr (Roomy::kHasCompact) {
     if (Compact::kSmemBytes <= budget) {
       return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
     }
