@@ -179,11 +179,12 @@ __global__ void __launch_bounds__(kPassThreads)
   }
 }
 
-// The post-pass reads eight columns of one row per thread (four float2 16 bytes apart). Two
-// variants measured slower on the H200 (session 16, kernel times, bf16, s512): four such items
-// a thread loaded at once, 56 us at d64 (52 before) and no change at d128 (73 us, FA2 62);
-// consecutive threads on consecutive lane slots (a warp reading 512 contiguous bytes, each
-// thread storing two column pairs of 4 bytes), 79 / 87 / 105 us at d64 / d128 / d256.
+// The post-pass of tiles narrower than FLASHATTN_SM80_FINISH_STAGED_FROM_WIDTH (below) reads
+// eight columns of one row per thread (four float2 16 bytes apart). Two variants measured
+// slower on the H200 (session 16, kernel times, bf16, s512): four such items a thread loaded at
+// once, 56 us at d64 (52 before) and no change at d128 (73 us, FA2 62); consecutive threads on
+// consecutive lane slots (a warp reading 512 contiguous bytes, each thread storing two column
+// pairs of 4 bytes), 79 / 87 / 105 us at d64 / d128 / d256.
 template <typename T>
 __global__ void __launch_bounds__(kPassThreads)
     backward_finish_kernel(const __grid_constant__ BackwardKernelArgs args) {
