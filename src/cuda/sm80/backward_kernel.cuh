@@ -82,6 +82,10 @@ struct WarpGrid {
 // Releasing right after dV's product, where the last add was issued, measured -1.1 / -2.7% at
 // d128 s512 / 4k and +3.4 / -3.6% causal (H200, bench/NOTES.md, session 17).
 
+#ifndef FLASHATTN_SM80_BWD_DROPOUT_APART
+#define FLASHATTN_SM80_BWD_DROPOUT_APART 0
+#endif
+
 template <int kWidth, bool kRoomy, bool kExtras = false>
 struct BackwardConfig {
 #ifdef FLASHATTN_SM80_BWD_LEAN_EXTRAS
@@ -386,6 +390,11 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
   const float scale_log2 = a.softmax_scale * kLog2e;
   const bool dropout = kExtras && a.dropout_p > 0.0f;
   const float keep_scale = dropout ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
+  // FLASHATTN_SM80_BWD_DROPOUT_APART=1 (off, not yet measured): the extras kernel applies the
+  // dropout mask to dP before the element loop and to P after it, each in the row's dropout
+  // branch, instead of a select per element in the loop: without dropout (softcap, ALiBi) the
+  // loop then holds no dropout work.
+  constexpr bool kDropoutApart = kExtras && FLASHATTN_SM80_BWD_DROPOUT_APART != 0;
 
   AccTile<Dkv::kMTiles, 2 * Dkv::kPairs> dv_acc;
   AccTile<Dkv::kMTiles, 2 * Dkv::kPairs> dk_acc;
@@ -487,6 +496,17 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
                 philox_key.seed, philox_key.offset, a.keep_threshold,
                 static_cast<uint32_t>(b * a.heads_q + h), static_cast<uint32_t>(query),
                 static_cast<uint32_t>(key0));
+            if constexpr (kDropoutApart) {
+              // dP through the mask and its 1 / (1 - p) here, so that the element loop below
+              // holds no dropout select.
+#pragma unroll
+              for (int n = 0; n < 2 * Sdp::kPairs; ++n)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  float& grad_slot = dp.v[m][n][2 * hh + e];
+                  grad_slot = (kept_bits >> (2 * n + e)) & 1u ? grad_slot * keep_scale : 0.0f;
+                }
+            }
           }
           const float distance = alibi_row_distance(query, diagonal, key0);
 #pragma unroll
@@ -510,7 +530,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
               const float p = cuda::fast_exp2(x - lse);
               float dp_kept = grad_slot;
               bool kept = true;
-              if constexpr (kExtras) {
+              if constexpr (kExtras && !kDropoutApart) {
                 kept = (kept_bits >> (2 * n + e)) & 1u;
                 dp_kept = kept ? dp_kept * keep_scale : 0.0f;
               }
@@ -519,6 +539,15 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
               grad_slot = p * (dp_kept - delta) * modifier_grad;
               score_slot = kept ? p : 0.0f;
             }
+          }
+          if (kDropoutApart && dropout) {  // P~ for dV: the dropped elements zeroed
+#pragma unroll
+            for (int n = 0; n < 2 * Sdp::kPairs; ++n)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float& score_slot = s.v[m][n][2 * hh + e];
+                score_slot = (kept_bits >> (2 * n + e)) & 1u ? score_slot : 0.0f;
+              }
           }
         }
     };
