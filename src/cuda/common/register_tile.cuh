@@ -29,6 +29,15 @@ struct AccTile {
 #pragma unroll
         for (int e = 0; e < 4; ++e) v[m][n][e] = 0.0f;
   }
+
+  // Row h (0: the fragment's row g, 1: row g + 8) of m16 tile m, times factor.
+  __device__ __forceinline__ void scale_row(int m, int h, float factor) {
+#pragma unroll
+    for (int n = 0; n < kN; ++n) {
+      v[m][n][2 * h] *= factor;
+      v[m][n][2 * h + 1] *= factor;
+    }
+  }
 };
 
 // A warp's accumulators, times scale and rounded to T, into a swizzled shared-memory tile
@@ -169,11 +178,7 @@ struct OnlineSoftmax {
         row_max[m][h] = new_max[m][h];
         row_sum[m][h] =
             exponentiate_row(s, m, h, multiplier, max_scaled, row_sum[m][h] * correction);
-#pragma unroll
-        for (int d = 0; d < kD; ++d) {
-          o.v[m][d][2 * h] *= correction;
-          o.v[m][d][2 * h + 1] *= correction;
-        }
+        o.scale_row(m, h, correction);
       }
   }
 
@@ -205,11 +210,7 @@ struct OnlineSoftmax {
               moves[m][h] ? fast_exp2((row_max[m][h] - new_max[m][h]) * multiplier) : 1.0f;
           row_max[m][h] = moves[m][h] ? new_max[m][h] : row_max[m][h];
           row_sum[m][h] *= correction;
-#pragma unroll
-          for (int d = 0; d < kD; ++d) {
-            o.v[m][d][2 * h] *= correction;
-            o.v[m][d][2 * h + 1] *= correction;
-          }
+          o.scale_row(m, h, correction);
         }
     }
 #pragma unroll
@@ -281,11 +282,7 @@ struct OnlineSoftmax {
         // made ptxas spill 24 B in that kernel.)
         lse[m][h] =
             seen ? (row_max[m][h] * multiplier + __log2f(sum)) * 0.69314718055994531f : INFINITY;
-#pragma unroll
-        for (int d = 0; d < kD; ++d) {
-          o.v[m][d][2 * h] *= inverse;
-          o.v[m][d][2 * h + 1] *= inverse;
-        }
+        o.scale_row(m, h, inverse);
       }
   }
 };
