@@ -504,7 +504,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                   float& grad_slot = dp.v[m][n][2 * hh + e];
-                  grad_slot = (kept_bits >> (2 * n + e)) & 1u ? grad_slot * keep_scale : 0.0f;
+                  grad_slot = element_kept(kept_bits, n, e) ? grad_slot * keep_scale : 0.0f;
                 }
             }
           }
@@ -531,7 +531,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
               float dp_kept = grad_slot;
               bool kept = true;
               if constexpr (kExtras && !kDropoutApart) {
-                kept = (kept_bits >> (2 * n + e)) & 1u;
+                kept = element_kept(kept_bits, n, e);
                 dp_kept = kept ? dp_kept * keep_scale : 0.0f;
               }
               // dS = P * (dP - delta), dP taken through the dropout mask and its 1 / (1 - p);
@@ -546,7 +546,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
 #pragma unroll
               for (int e = 0; e < 2; ++e) {
                 float& score_slot = s.v[m][n][2 * hh + e];
-                score_slot = (kept_bits >> (2 * n + e)) & 1u ? score_slot : 0.0f;
+                score_slot = element_kept(kept_bits, n, e) ? score_slot : 0.0f;
               }
           }
         }

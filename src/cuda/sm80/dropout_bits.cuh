@@ -77,4 +77,10 @@ __device__ __forceinline__ uint32_t dropout_kept_bits(uint64_t seed, uint64_t of
   return bits;
 }
 
+// Whether element e of the lane's n8 tile j survives (1) or not (0), from dropout_kept_bits'
+// mask.
+__device__ __forceinline__ uint32_t element_kept(uint32_t kept_bits, int j, int e) {
+  return (kept_bits >> (2 * j + e)) & 1u;
+}
+
 }  // namespace flashattn::cuda_sm80

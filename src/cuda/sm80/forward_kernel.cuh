@@ -406,7 +406,7 @@ __global__ void __launch_bounds__(
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               float& score = s.v[m][n][2 * hh + e];
-              score = (kept_bits >> (2 * n + e)) & 1u ? score : 0.0f;
+              score = element_kept(kept_bits, n, e) ? score : 0.0f;
             }
           if (args.dropout_mask != nullptr) {  // the tests' view of the mask
 #pragma unroll
@@ -415,7 +415,7 @@ __global__ void __launch_bounds__(
               for (int e = 0; e < 2; ++e) {
                 const int col = col0 + n * 8 + e;
                 if (row < seq.len_q && col < seq.len_k) {
-                  const bool kept = (kept_bits >> (2 * n + e)) & 1u;
+                  const bool kept = element_kept(kept_bits, n, e);
                   const int64_t index =
                       ((int64_t{batch_head} * args.seqlen_q + row) * args.seqlen_k) + col;
                   args.dropout_mask[index] = kept && mask.visible(row, col) ? 1 : 0;
