@@ -179,6 +179,19 @@ __global__ void __launch_bounds__(kPassThreads)
   }
 }
 
+// The post-pass's store of eight dQ columns of a row (from registers or the staged tile): one
+// 16-byte store where all eight lie in the row (left: head_dim - the first column) and dq
+// allows it (vectorized), else element by element.
+template <typename T>
+__device__ __forceinline__ void store_dq_chunk(T* to, const T* from, int left, bool vectorized) {
+  const int valid = min(8, left);
+  if (valid == 8 && vectorized) {
+    *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
+  } else {
+    for (int e = 0; e < valid; ++e) to[e] = from[e];
+  }
+}
+
 // The post-pass of tiles narrower than FLASHATTN_SM80_FINISH_STAGED_FROM_WIDTH (below) reads
 // eight columns of one row per thread (four float2 16 bytes apart). Two variants measured
 // slower on the H200 (session 16, kernel times, bf16, s512): four such items a thread loaded at
@@ -219,13 +232,8 @@ __global__ void __launch_bounds__(kPassThreads)
     T converted[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) converted[e] = static_cast<T>(values[e] * args.dq_scale);
-    T* to = dq + row * args.dq_row_stride + col;
-    const int valid = min(8, a.head_dim - col);
-    if (valid == 8 && args.vectorized_dq) {
-      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(converted);
-    } else {
-      for (int e = 0; e < valid; ++e) to[e] = converted[e];
-    }
+    store_dq_chunk(dq + row * args.dq_row_stride + col, converted, a.head_dim - col,
+                   args.vectorized_dq);
   }
 }
 
@@ -285,14 +293,8 @@ __global__ void __launch_bounds__(kPassThreads)
   for (int index = static_cast<int>(threadIdx.x); index < rows * chunks; index += kPassThreads) {
     const int row = index / chunks;
     const int col = (index % chunks) * 8;
-    const T* from = staged + row * pitch + col;
-    T* to = dq + (block.m0 + row) * args.dq_row_stride + col;
-    const int valid = min(8, a.head_dim - col);
-    if (valid == 8 && args.vectorized_dq) {
-      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
-    } else {
-      for (int e = 0; e < valid; ++e) to[e] = from[e];
-    }
+    store_dq_chunk(dq + (block.m0 + row) * args.dq_row_stride + col, staged + row * pitch + col,
+                   a.head_dim - col, args.vectorized_dq);
   }
 }
 
