@@ -5,7 +5,7 @@ call's event-timed GPU time. For the points where ours and FA2 are within a few 
 tell the main kernel's share of the gap from the side passes' (delta, dQ conversion, clears).
 
 Usage:
-  kernel_times.py --lib build/libflashattn_bench.so --dims 64 --seqlens 512 [--backward-only]
+  kernel_times.py --lib build/libflashattn_bench.so --dims 64 --seqlens 512 [--forward]
 """
 import collections
 import warnings
