@@ -44,6 +44,46 @@ __device__ __forceinline__ void named_barrier_sync(int id) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
 }
 
+// mbarrier: a barrier object in shared memory whose phase completes once its expected count of
+// arrivals has come. Unlike bar.sync, arriving does not wait: a warp can say "done with this
+// buffer" and go on, and wait only where it needs the others (or copies) to have caught up.
+// Arrivals release and waits acquire at CTA scope, so shared-memory accesses before an arrival
+// are visible after the matching wait.
+__device__ __forceinline__ void mbarrier_init(uint32_t barrier, uint32_t count) {
+  asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(barrier), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive(uint32_t barrier) {
+  asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.shared.b64 state, [%0];\n}\n" ::"r"(barrier)
+               : "memory");
+}
+// One of the expected arrivals, made when this thread's earlier cp.async copies have landed
+// (.noinc: the arrival counts towards the count given at init).
+__device__ __forceinline__ void cp_async_mbarrier_arrive(uint32_t barrier) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(barrier) : "memory");
+}
+// Waits until the phase of the given parity (0 for the first, 1 for the second, ...) completes.
+__device__ __forceinline__ void mbarrier_wait(uint32_t barrier, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // try_wait suspends the thread for a while in hardware instead of spinning on issue slots.
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(barrier), "r"(parity)
+        : "memory");
+#else
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(barrier), "r"(parity)
+        : "memory");
+#endif
+  } while (done == 0);
+}
+
 // 32-bit shared-memory access by address (ordered with the other asm accesses and barriers).
 __device__ __forceinline__ void st_shared_f32(uint32_t address, float value) {
   asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(address), "f"(value));

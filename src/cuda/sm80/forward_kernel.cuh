@@ -70,6 +70,12 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_FWD_STEPPED_STORE
 #define FLASHATTN_SM80_FWD_STEPPED_STORE 1
 #endif
+// The loop-top barrier of the two-buffer kernels as per-buffer mbarriers
+// (ForwardConfig::kAsyncStages): 0 none, 1 the pair-split kernels (d256), 2 every two-buffer
+// kernel that copies the next block after the softmax. A build flag for A/B runs.
+#ifndef FLASHATTN_SM80_FWD_ASYNC_STAGES
+#define FLASHATTN_SM80_FWD_ASYNC_STAGES 0
+#endif
 #ifndef FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N
 #define FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N 32
 #endif
@@ -132,6 +138,17 @@ struct ForwardConfig {
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
   // overlap the score tile's and ptxas spilled 56-88 B, so it goes after the softmax.
   static constexpr bool kCopyNextAtTop = kMTiles == 1;
+  // kAsyncStages: with two K/V buffers and the next block's copy issued after the softmax, the
+  // __syncthreads at the top of every step but the first gives way to two mbarriers per
+  // buffer: `full` completes when every thread's copies into it have landed (cp.async arrives
+  // for the thread), `empty` when every warp is done reading it. A warp then waits at the top
+  // only for the copies, and for the slowest warp's previous step only where it is about to
+  // overwrite that step's buffer, after its own S = Q K^T and softmax, instead of all eight
+  // warps of the one d256 block meeting at a barrier every step (ncu, bench/NOTES.md session
+  // 11: barrier stalls 0.48 per issue against FA2's 0.15).
+  static constexpr bool kAsyncStages = kKvStages == 2 && !kCopyNextAtTop &&
+                                       (FLASHATTN_SM80_FWD_ASYNC_STAGES == 2 ||
+                                        (FLASHATTN_SM80_FWD_ASYNC_STAGES == 1 && kPairSplit));
   // Where two buffers paid on the H100 (bench/NOTES.md, forward v8): d <= 64 (+5-7% at 4k-16k)
   // and one m16 tile per warp (d192 / d256: even, one barrier less), and pair-split warps (d256,
   // kept from the one-warp-per-16-rows kernel; one buffer not measured for them); at d96 / d128
@@ -152,8 +169,10 @@ struct ForwardConfig {
   using PTile = SmemTile<kBlockM, kBlockN>;  // a pair's probabilities, bf16 / fp16
   // A pair's exchange: per row and warp of the pair, a row max (each step), then a row sum.
   static constexpr int kExchangeBytes = kBlockM * 2 * 4;
+  static constexpr int kBarrierBytes = kAsyncStages ? 4 * 8 : 0;  // full[2], empty[2]
   static constexpr int kSmemBytes = QTile::kBytes + 2 * kKvStages * KvTile::kBytes +
-                                    (kPairSplit ? PTile::kBytes + kExchangeBytes : 0);
+                                    (kPairSplit ? PTile::kBytes + kExchangeBytes : 0) +
+                                    kBarrierBytes;
   static_assert(kKvStages == 1 || kKvStages == 2, "one or two K/V buffers");
 
   static_assert(kBlockM % (16 * kWarps) == 0, "each warp owns whole m16 tiles");
@@ -183,6 +202,17 @@ __global__ void __launch_bounds__(
   const uint32_t v_tile = k_tile + KvTile::kBytes;
   const uint32_t p_tile = q_tile + QTile::kBytes + kKvStages * kStageBytes;  // kPairSplit only
   const uint32_t exchange = p_tile + Config::PTile::kBytes;
+  // kAsyncStages: the mbarriers of K/V buffer 0 and 1, last in shared memory.
+  const uint32_t full_barrier = q_tile + Config::kSmemBytes - Config::kBarrierBytes;
+  const uint32_t empty_barrier = full_barrier + 16;
+  if constexpr (Config::kAsyncStages) {
+    if (threadIdx.x == 0) {
+      for (uint32_t stage = 0; stage < 2; ++stage) {
+        cuda::mbarrier_init(full_barrier + 8 * stage, kThreads);
+        cuda::mbarrier_init(empty_barrier + 8 * stage, Config::kWarps);
+      }
+    }  // seen by every thread after the first step's __syncthreads, before any arrival
+  }
 
   // With a causal / local mask the last query blocks see the most keys: start them first so
   // that the short ones fill the tail of the grid.
@@ -292,18 +322,36 @@ __global__ void __launch_bounds__(
     // S = Q K^T, not waited for with Q and K before the first product: that wait, a step's
     // worth of copies with nothing to hide them, cost the short sequences ~5%).
     const bool first = n_block == n_block_max - 1;
-    cuda::cp_async_wait<0>();
+    // kAsyncStages: this step's buffer, and the parity of the phase that both its barriers
+    // (and the other buffer's) complete for this step: buffer 1 is filled for steps 1, 3, 5, ...,
+    // buffer 0 (by the barrier) for steps 2, 4, ...; each is released after the step it served.
+    const int step = n_block_max - 1 - n_block;
+    const uint32_t stage = static_cast<uint32_t>(step) & 1u;
+    const uint32_t parity = static_cast<uint32_t>((step - 1) >> 1) & 1u;
     auto load_next_kv = [&] {
       if (n_block > n_block_min) {
         const uint32_t next = kStageBytes - stage_bytes;
+        if constexpr (Config::kAsyncStages) {
+          // Every warp is done with the other buffer's block, of the previous step.
+          if (!first) cuda::mbarrier_wait(empty_barrier + 8 * (1 - stage), parity);
+        }
         cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile + next, k_rows(n_block - 1));
         cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile + next, v_rows(n_block - 1));
         cuda::cp_async_commit();
+        if constexpr (Config::kAsyncStages) {
+          cuda::cp_async_mbarrier_arrive(full_barrier + 8 * (1 - stage));
+        }
       }
     };
-    // K(n) has landed (two buffers, after the first step: V(n) too), and every warp is done
-    // with the previous step's buffers.
-    __syncthreads();
+    if (Config::kAsyncStages && !first) {
+      // K(n) and V(n) have landed: every thread's copies, which the buffer's barrier tracks.
+      cuda::mbarrier_wait(full_barrier + 8 * stage, parity);
+    } else {
+      // K(n) has landed (two buffers, after the first step: V(n) too), and every warp is done
+      // with the previous step's buffers.
+      cuda::cp_async_wait<0>();
+      __syncthreads();
+    }
     const bool one_buffer_step = kKvStages == 1 || first;
     if (one_buffer_step) {
       cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
@@ -456,6 +504,12 @@ __global__ void __launch_bounds__(
         for (int j = 0; j < kNTiles / 2; ++j) cuda::ldmatrix_x4(p[m][j], p_lanes.at(16 * m, 2 * j));
       gemm_pv<T, kWidth, Config::kPrefetch, Config::kLoadWindow>(o, p,
                                                                  v_lanes.shifted(other_key0 * 128));
+    }
+    if constexpr (Config::kAsyncStages) {
+      // This warp is done reading the buffer: the lanes' reads are ordered before lane 0's
+      // arrival by the __syncwarp.
+      __syncwarp();
+      if (lane == 0) cuda::mbarrier_arrive(empty_barrier + 8 * stage);
     }
     if constexpr (kKvStages == 2) {
       const uint32_t to_other = stage_bytes == 0 ? kStageBytes : 0u - kStageBytes;
