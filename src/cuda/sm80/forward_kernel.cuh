@@ -76,6 +76,11 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_FWD_ASYNC_STAGES
 #define FLASHATTN_SM80_FWD_ASYNC_STAGES 0
 #endif
+// The first key block's V copied with Q and K, before the loop (ForwardConfig::kFirstVEarly);
+// a build flag for A/B runs.
+#ifndef FLASHATTN_SM80_FWD_FIRST_V_EARLY
+#define FLASHATTN_SM80_FWD_FIRST_V_EARLY 0
+#endif
 #ifndef FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N
 #define FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N 32
 #endif
@@ -134,6 +139,11 @@ struct ForwardConfig {
   static constexpr bool kLazyRescale = !kExtras && kWidth == 128;
 #endif
   static constexpr int kThreads = kWarps * 32;
+  // kFirstVEarly: the first step's V is copied right after Q and K, as a second copy group
+  // that the first step waits for only before its softmax, instead of being issued at the top
+  // of that step: it gets the wait for Q and K besides S = Q K^T to land in. At short lengths
+  // (d256 s512: eight key blocks a tile) that first step is an eighth of the work.
+  static constexpr bool kFirstVEarly = FLASHATTN_SM80_FWD_FIRST_V_EARLY != 0;
   // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
   // overlap the score tile's and ptxas spilled 56-88 B, so it goes after the softmax.
@@ -255,6 +265,12 @@ __global__ void __launch_bounds__(
     cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block_max - 1));
   }
   cuda::cp_async_commit();
+  if constexpr (Config::kFirstVEarly) {
+    if (n_block_max > n_block_min) {
+      cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block_max - 1));
+    }
+    cuda::cp_async_commit();
+  }
 
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
@@ -349,11 +365,15 @@ __global__ void __launch_bounds__(
     } else {
       // K(n) has landed (two buffers, after the first step: V(n) too), and every warp is done
       // with the previous step's buffers.
-      cuda::cp_async_wait<0>();
+      if (Config::kFirstVEarly && first) {
+        cuda::cp_async_wait<1>();  // Q and K; V may still be in flight
+      } else {
+        cuda::cp_async_wait<0>();
+      }
       __syncthreads();
     }
     const bool one_buffer_step = kKvStages == 1 || first;
-    if (one_buffer_step) {
+    if (one_buffer_step && !(Config::kFirstVEarly && first)) {
       cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
       cuda::cp_async_commit();
     }
