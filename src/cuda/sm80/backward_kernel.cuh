@@ -83,7 +83,7 @@ struct WarpGrid {
 // d128 s512 / 4k and +3.4 / -3.6% causal (H200, bench/NOTES.md, session 17).
 
 #ifndef FLASHATTN_SM80_BWD_DROPOUT_APART
-#define FLASHATTN_SM80_BWD_DROPOUT_APART 0
+#define FLASHATTN_SM80_BWD_DROPOUT_APART 1
 #endif
 
 template <int kWidth, bool kRoomy, bool kExtras = false>
@@ -390,10 +390,12 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
   const float scale_log2 = a.softmax_scale * kLog2e;
   const bool dropout = kExtras && a.dropout_p > 0.0f;
   const float keep_scale = dropout ? 1.0f / (1.0f - a.dropout_p) : 1.0f;
-  // FLASHATTN_SM80_BWD_DROPOUT_APART=1 (off, not yet measured): the extras kernel applies the
-  // dropout mask to dP before the element loop and to P after it, each in the row's dropout
-  // branch, instead of a select per element in the loop: without dropout (softcap, ALiBi) the
-  // loop then holds no dropout work.
+  // kDropoutApart: the extras kernel applies the dropout mask to dP before the element loop
+  // and to P after it, each in the row's dropout branch, instead of a select per element in
+  // the loop: without dropout (softcap, ALiBi) the loop then holds no dropout work. Measured on
+  // the H200 (bench/NOTES.md, session 18), bf16, softcap 30, same-process A/B at s512 / 4k:
+  // d64 +4.7-6.0%, d128 +5.2-6.8%, d256 +0.7-1.3%. FLASHATTN_SM80_BWD_DROPOUT_APART=0: the
+  // select per element (A/B runs).
   constexpr bool kDropoutApart = kExtras && FLASHATTN_SM80_BWD_DROPOUT_APART != 0;
 
   AccTile<Dkv::kMTiles, 2 * Dkv::kPairs> dv_acc;

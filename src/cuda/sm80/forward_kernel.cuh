@@ -74,12 +74,7 @@ using cuda::SmemTile;
 // (ForwardConfig::kAsyncStages): 0 none, 1 the pair-split kernels (d256), 2 every two-buffer
 // kernel that copies the next block after the softmax. A build flag for A/B runs.
 #ifndef FLASHATTN_SM80_FWD_ASYNC_STAGES
-#define FLASHATTN_SM80_FWD_ASYNC_STAGES 0
-#endif
-// The first key block's V copied with Q and K, before the loop (ForwardConfig::kFirstVEarly);
-// a build flag for A/B runs.
-#ifndef FLASHATTN_SM80_FWD_FIRST_V_EARLY
-#define FLASHATTN_SM80_FWD_FIRST_V_EARLY 0
+#define FLASHATTN_SM80_FWD_ASYNC_STAGES 1
 #endif
 #ifndef FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N
 #define FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N 32
@@ -141,9 +136,17 @@ struct ForwardConfig {
   static constexpr int kThreads = kWarps * 32;
   // kFirstVEarly: the first step's V is copied right after Q and K, as a second copy group
   // that the first step waits for only before its softmax, instead of being issued at the top
-  // of that step: it gets the wait for Q and K besides S = Q K^T to land in. At short lengths
-  // (d256 s512: eight key blocks a tile) that first step is an eighth of the work.
+  // of that step: it gets the wait for Q and K besides S = Q K^T to land in. Measured on the
+  // H200 (bench/NOTES.md, session 18), bf16, same-process A/B at s512 / 1k / 4k / 16k: d128
+  // +1.6-4.4% at every point, long lengths too (so more than the first step: the loop came
+  // out scheduled differently), d256 (pair-split) -0.5 to -2%. So d128 without extras (the
+  // extras kernels not measured). FLASHATTN_SM80_FWD_FIRST_V_EARLY = 0 / 1 forces it off / on
+  // everywhere (A/B runs).
+#ifdef FLASHATTN_SM80_FWD_FIRST_V_EARLY
   static constexpr bool kFirstVEarly = FLASHATTN_SM80_FWD_FIRST_V_EARLY != 0;
+#else
+  static constexpr bool kFirstVEarly = !kExtras && kWidth == 128;
+#endif
   // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
   // overlap the score tile's and ptxas spilled 56-88 B, so it goes after the softmax.
@@ -155,7 +158,9 @@ struct ForwardConfig {
   // only for the copies, and for the slowest warp's previous step only where it is about to
   // overwrite that step's buffer, after its own S = Q K^T and softmax, instead of all eight
   // warps of the one d256 block meeting at a barrier every step (ncu, bench/NOTES.md session
-  // 11: barrier stalls 0.48 per issue against FA2's 0.15).
+  // 11: barrier stalls 0.48 per issue against FA2's 0.15). Measured on the H200 (session 18),
+  // bf16, same-process A/B: d256 +2.3 / +3.9 / +7.3 / +7.6% at s512 / 1k / 4k / 16k (the
+  // causal ones below 4k take the one-buffer compact tile: unchanged); d64 -0.2 to -2.5%.
   static constexpr bool kAsyncStages = kKvStages == 2 && !kCopyNextAtTop &&
                                        (FLASHATTN_SM80_FWD_ASYNC_STAGES == 2 ||
                                         (FLASHATTN_SM80_FWD_ASYNC_STAGES == 1 && kPairSplit));
