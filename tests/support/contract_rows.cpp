@@ -114,6 +114,10 @@ std::vector<AttentionCase> small_rows() {
       dense(f16, 1, 130, 77, 2, 2, 128),
       dense(b16, 1, 77, 77, 1, 1, 192),
       dense(f16, 1, 45, 130, 1, 1, 256),
+      // Many key blocks: the d256 kernel's per-buffer mbarriers go through both phase parities
+      // several times (nine blocks of 64), the d128 kernel's early first V with five.
+      dense(b16, 1, 130, 520, 2, 1, 256),
+      dense(f16, 1, 77, 300, 2, 2, 128),
       causal(dense(b16, 1, 130, 77, 2, 1, 256)),  // d256 masked, rows that see no key, GQA
       causal(dense(f16, 1, 77, 150, 2, 1, 231)),  // tile width 256, unaligned rows
       dense(b16, 2, 77, 45, 4, 1, 33),            // odd head dim: unaligned rows, scalar copies
