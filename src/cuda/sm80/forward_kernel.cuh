@@ -76,11 +76,6 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_FWD_ASYNC_STAGES
 #define FLASHATTN_SM80_FWD_ASYNC_STAGES 1
 #endif
-// The async-stage kernels' first step and epilogue without block barriers too
-// (ForwardConfig::kAsyncFirstStep); a build flag for A/B runs.
-#ifndef FLASHATTN_SM80_FWD_ASYNC_FIRST_STEP
-#define FLASHATTN_SM80_FWD_ASYNC_FIRST_STEP 0
-#endif
 #ifndef FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N
 #define FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N 32
 #endif
@@ -189,15 +184,7 @@ struct ForwardConfig {
   using PTile = SmemTile<kBlockM, kBlockN>;  // a pair's probabilities, bf16 / fp16
   // A pair's exchange: per row and warp of the pair, a row max (each step), then a row sum.
   static constexpr int kExchangeBytes = kBlockM * 2 * 4;
-  // kAsyncFirstStep: the first step of an async-stage kernel on mbarriers as well: Q and the
-  // first K tracked by a barrier of their own, waited for at the top instead of a
-  // __syncthreads; the first V by buffer 0's `full` barrier (its phase 0), waited for just
-  // before P V instead of a wait and a __syncthreads before the softmax. With pair-split warps
-  // the epilogue's first __syncthreads goes too: a pair's Q rows, where it stages its O, are
-  // read by that pair alone, which its own barriers order.
-  static constexpr bool kAsyncFirstStep = kAsyncStages && FLASHATTN_SM80_FWD_ASYNC_FIRST_STEP != 0;
-  // full[2], empty[2], then (kAsyncFirstStep) Q's
-  static constexpr int kBarrierBytes = kAsyncStages ? (kAsyncFirstStep ? 5 : 4) * 8 : 0;
+  static constexpr int kBarrierBytes = kAsyncStages ? 4 * 8 : 0;  // full[2], empty[2]
   static constexpr int kSmemBytes = QTile::kBytes + 2 * kKvStages * KvTile::kBytes +
                                     (kPairSplit ? PTile::kBytes + kExchangeBytes : 0) +
                                     kBarrierBytes;
@@ -233,18 +220,13 @@ __global__ void __launch_bounds__(
   // kAsyncStages: the mbarriers of K/V buffer 0 and 1, last in shared memory.
   const uint32_t full_barrier = q_tile + Config::kSmemBytes - Config::kBarrierBytes;
   const uint32_t empty_barrier = full_barrier + 16;
-  const uint32_t q_barrier = full_barrier + 32;  // kAsyncFirstStep only
   if constexpr (Config::kAsyncStages) {
     if (threadIdx.x == 0) {
       for (uint32_t stage = 0; stage < 2; ++stage) {
         cuda::mbarrier_init(full_barrier + 8 * stage, kThreads);
         cuda::mbarrier_init(empty_barrier + 8 * stage, Config::kWarps);
       }
-      if constexpr (Config::kAsyncFirstStep) cuda::mbarrier_init(q_barrier, kThreads);
-    }
-    // Seen by every thread before any arrival: after the first step's __syncthreads, or with
-    // kAsyncFirstStep (whose prologue arrives) here.
-    if constexpr (Config::kAsyncFirstStep) __syncthreads();
+    }  // seen by every thread after the first step's __syncthreads, before any arrival
   }
 
   // With a causal / local mask the last query blocks see the most keys: start them first so
@@ -288,13 +270,9 @@ __global__ void __launch_bounds__(
     cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile, k_rows(n_block_max - 1));
   }
   cuda::cp_async_commit();
-  if constexpr (Config::kAsyncFirstStep) {
-    if (n_block_max > n_block_min) cuda::cp_async_mbarrier_arrive(q_barrier);
-  }
   if constexpr (Config::kFirstVEarly) {
     if (n_block_max > n_block_min) {
       cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block_max - 1));
-      if constexpr (Config::kAsyncFirstStep) cuda::cp_async_mbarrier_arrive(full_barrier);
     }
     cuda::cp_async_commit();
   }
@@ -371,9 +349,6 @@ __global__ void __launch_bounds__(
     const int step = n_block_max - 1 - n_block;
     const uint32_t stage = static_cast<uint32_t>(step) & 1u;
     const uint32_t parity = static_cast<uint32_t>((step - 1) >> 1) & 1u;
-    // kAsyncFirstStep: buffer 0's `full` barrier also tracks the first V (steps 0, 2, 4, ...).
-    const uint32_t full_parity =
-        Config::kAsyncFirstStep ? static_cast<uint32_t>(step >> 1) & 1u : parity;
     auto load_next_kv = [&] {
       if (n_block > n_block_min) {
         const uint32_t next = kStageBytes - stage_bytes;
@@ -391,9 +366,7 @@ __global__ void __launch_bounds__(
     };
     if (Config::kAsyncStages && !first) {
       // K(n) and V(n) have landed: every thread's copies, which the buffer's barrier tracks.
-      cuda::mbarrier_wait(full_barrier + 8 * stage, full_parity);
-    } else if (Config::kAsyncFirstStep) {
-      cuda::mbarrier_wait(q_barrier, 0);  // Q and the first K, everyone's copies
+      cuda::mbarrier_wait(full_barrier + 8 * stage, parity);
     } else {
       // K(n) has landed (two buffers, after the first step: V(n) too), and every warp is done
       // with the previous step's buffers.
@@ -408,7 +381,6 @@ __global__ void __launch_bounds__(
     if (one_buffer_step && !(Config::kFirstVEarly && first)) {
       cuda::load_tile<kBlockN, kWidth, kThreads>(v_tile, v_rows(n_block));
       cuda::cp_async_commit();
-      if constexpr (Config::kAsyncFirstStep) cuda::cp_async_mbarrier_arrive(full_barrier);
     }
     if constexpr (kKvStages == 2 && Config::kCopyNextAtTop) load_next_kv();
 
@@ -461,7 +433,7 @@ __global__ void __launch_bounds__(
         }
     }
 
-    if (one_buffer_step && !Config::kAsyncFirstStep) {
+    if (one_buffer_step) {
       // V(n) has landed (the next block's copy, if issued at the top, may still be in flight),
       // and with one buffer every warp is done reading K(n).
       if (kKvStages == 2 && Config::kCopyNextAtTop && n_block > n_block_min) {
@@ -543,9 +515,6 @@ __global__ void __launch_bounds__(
     }
     if constexpr (!Config::kEarlyKLoad) load_next_k();
     if constexpr (kKvStages == 2 && !Config::kCopyNextAtTop) load_next_kv();
-    if constexpr (Config::kAsyncFirstStep) {
-      if (first) cuda::mbarrier_wait(full_barrier, 0);  // the first V, everyone's copies
-    }
     // V's rows of this warp's keys (kPairSplit: its half of the block; else all of it).
     gemm_pv<T, kWidth, Config::kPrefetch, Config::kLoadWindow>(o, p, v_lanes.shifted(key0 * 128));
     if constexpr (kPairSplit) {
@@ -598,10 +567,7 @@ __global__ void __launch_bounds__(
       }
   }
   cuda::cp_async_wait<0>();
-  // With no key block to visit, Q's copies (by every thread) may be in flight. Otherwise every
-  // copy has landed, and with kAsyncFirstStep and pair-split warps no other pair reads the
-  // pair's Q rows (its other warp's last S came before their last pair barrier).
-  if (!(Config::kAsyncFirstStep && kPairSplit) || n_block_max == n_block_min) __syncthreads();
+  __syncthreads();  // with no key block to visit, Q's copies (by every thread) may be in flight
   cuda::store_to_tile<QTile, T>(q_tile, o, warp_row0, half * kDTiles);
   __syncthreads();
   T* out_base = static_cast<T*>(args.out) + seq.out_offset;
