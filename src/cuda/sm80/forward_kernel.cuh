@@ -76,6 +76,11 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_FWD_ASYNC_STAGES
 #define FLASHATTN_SM80_FWD_ASYNC_STAGES 1
 #endif
+// Who arrives on an async-stage kernel's `empty` barrier: 0 lane 0 of each warp after a
+// __syncwarp, 1 every thread after its own reads (ForwardConfig::kEmptyPerThread).
+#ifndef FLASHATTN_SM80_FWD_EMPTY_PER_THREAD
+#define FLASHATTN_SM80_FWD_EMPTY_PER_THREAD 0
+#endif
 #ifndef FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N
 #define FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N 32
 #endif
@@ -184,6 +189,7 @@ struct ForwardConfig {
   using PTile = SmemTile<kBlockM, kBlockN>;  // a pair's probabilities, bf16 / fp16
   // A pair's exchange: per row and warp of the pair, a row max (each step), then a row sum.
   static constexpr int kExchangeBytes = kBlockM * 2 * 4;
+  static constexpr bool kEmptyPerThread = FLASHATTN_SM80_FWD_EMPTY_PER_THREAD != 0;
   static constexpr int kBarrierBytes = kAsyncStages ? 4 * 8 : 0;  // full[2], empty[2]
   static constexpr int kSmemBytes = QTile::kBytes + 2 * kKvStages * KvTile::kBytes +
                                     (kPairSplit ? PTile::kBytes + kExchangeBytes : 0) +
@@ -224,7 +230,8 @@ __global__ void __launch_bounds__(
     if (threadIdx.x == 0) {
       for (uint32_t stage = 0; stage < 2; ++stage) {
         cuda::mbarrier_init(full_barrier + 8 * stage, kThreads);
-        cuda::mbarrier_init(empty_barrier + 8 * stage, Config::kWarps);
+        cuda::mbarrier_init(empty_barrier + 8 * stage,
+                            Config::kEmptyPerThread ? kThreads : Config::kWarps);
       }
     }  // seen by every thread after the first step's __syncthreads, before any arrival
   }
@@ -533,8 +540,12 @@ __global__ void __launch_bounds__(
     if constexpr (Config::kAsyncStages) {
       // This warp is done reading the buffer: the lanes' reads are ordered before lane 0's
       // arrival by the __syncwarp.
-      __syncwarp();
-      if (lane == 0) cuda::mbarrier_arrive(empty_barrier + 8 * stage);
+      if constexpr (Config::kEmptyPerThread) {
+        cuda::mbarrier_arrive(empty_barrier + 8 * stage);
+      } else {
+        __syncwarp();
+        if (lane == 0) cuda::mbarrier_arrive(empty_barrier + 8 * stage);
+      }
     }
     if constexpr (kKvStages == 2) {
       const uint32_t to_other = stage_bytes == 0 ? kStageBytes : 0u - kStageBytes;
