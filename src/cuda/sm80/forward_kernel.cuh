@@ -76,11 +76,6 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_FWD_ASYNC_STAGES
 #define FLASHATTN_SM80_FWD_ASYNC_STAGES 1
 #endif
-// Who arrives on an async-stage kernel's `empty` barrier: 0 lane 0 of each warp after a
-// __syncwarp, 1 every thread after its own reads (ForwardConfig::kEmptyPerThread).
-#ifndef FLASHATTN_SM80_FWD_EMPTY_PER_THREAD
-#define FLASHATTN_SM80_FWD_EMPTY_PER_THREAD 0
-#endif
 #ifndef FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N
 #define FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N 32
 #endif
@@ -159,7 +154,7 @@ struct ForwardConfig {
   // kAsyncStages: with two K/V buffers and the next block's copy issued after the softmax, the
   // __syncthreads at the top of every step but the first gives way to two mbarriers per
   // buffer: `full` completes when every thread's copies into it have landed (cp.async arrives
-  // for the thread), `empty` when every warp is done reading it. A warp then waits at the top
+  // for the thread), `empty` when every thread is done reading it. A warp then waits at the top
   // only for the copies, and for the slowest warp's previous step only where it is about to
   // overwrite that step's buffer, after its own S = Q K^T and softmax, instead of all eight
   // warps of the one d256 block meeting at a barrier every step (ncu, bench/NOTES.md session
@@ -189,7 +184,6 @@ struct ForwardConfig {
   using PTile = SmemTile<kBlockM, kBlockN>;  // a pair's probabilities, bf16 / fp16
   // A pair's exchange: per row and warp of the pair, a row max (each step), then a row sum.
   static constexpr int kExchangeBytes = kBlockM * 2 * 4;
-  static constexpr bool kEmptyPerThread = FLASHATTN_SM80_FWD_EMPTY_PER_THREAD != 0;
   static constexpr int kBarrierBytes = kAsyncStages ? 4 * 8 : 0;  // full[2], empty[2]
   static constexpr int kSmemBytes = QTile::kBytes + 2 * kKvStages * KvTile::kBytes +
                                     (kPairSplit ? PTile::kBytes + kExchangeBytes : 0) +
@@ -230,8 +224,7 @@ __global__ void __launch_bounds__(
     if (threadIdx.x == 0) {
       for (uint32_t stage = 0; stage < 2; ++stage) {
         cuda::mbarrier_init(full_barrier + 8 * stage, kThreads);
-        cuda::mbarrier_init(empty_barrier + 8 * stage,
-                            Config::kEmptyPerThread ? kThreads : Config::kWarps);
+        cuda::mbarrier_init(empty_barrier + 8 * stage, kThreads);
       }
     }  // seen by every thread after the first step's __syncthreads, before any arrival
   }
@@ -538,14 +531,11 @@ __global__ void __launch_bounds__(
                                                                  v_lanes.shifted(other_key0 * 128));
     }
     if constexpr (Config::kAsyncStages) {
-      // This warp is done reading the buffer: the lanes' reads are ordered before lane 0's
-      // arrival by the __syncwarp.
-      if constexpr (Config::kEmptyPerThread) {
-        cuda::mbarrier_arrive(empty_barrier + 8 * stage);
-      } else {
-        __syncwarp();
-        if (lane == 0) cuda::mbarrier_arrive(empty_barrier + 8 * stage);
-      }
+      // This thread is done reading the buffer. Every thread arrives, after its own reads:
+      // with lane 0 arriving for its warp after a __syncwarp, ptxas compiled the __syncwarp to
+      // nothing and racecheck reported the other lanes' reads against the next copy into the
+      // buffer (bench/NOTES.md, session 18: 1% faster from s4k up, the same at s512).
+      cuda::mbarrier_arrive(empty_barrier + 8 * stage);
     }
     if constexpr (kKvStages == 2) {
       const uint32_t to_other = stage_bytes == 0 ? kStageBytes : 0u - kStageBytes;
