@@ -126,12 +126,15 @@ struct ForwardConfig {
 #endif
   // Lazy rescaling (cuda::OnlineSoftmax). Measured on the H200 (bench/NOTES.md, session 17),
   // bf16, same-process A/B at s512 / 4k / 16k: d128 +0-1.8%, d64 -0.2 to -2%, d256 (pair-split)
-  // -4.7 to +0.4%. So d128 without extras (the extras kernels not measured).
+  // -4.7 to +0.4%. Session 18, with the d256 kernel on mbarriers (kAsyncStages): d256 +1.2 /
+  // +1.7 / +3.1% at s512 / 1k / 16k, causal +0.9 / -0.3 / +2.9% (the compact pair tile below
+  // 4k). So d128 and the pair-split d256 kernels, without extras (the extras kernels and the
+  // plain compact d256 one of sm86 / sm89 not measured).
   // FLASHATTN_SM80_FWD_LAZY_RESCALE = 0 / 1 forces it off / on everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_FWD_LAZY_RESCALE
   static constexpr bool kLazyRescale = FLASHATTN_SM80_FWD_LAZY_RESCALE != 0;
 #else
-  static constexpr bool kLazyRescale = !kExtras && kWidth == 128;
+  static constexpr bool kLazyRescale = !kExtras && (kWidth == 128 || kPairSplit);
 #endif
   static constexpr int kThreads = kWarps * 32;
   // kFirstVEarly: the first step's V is copied right after Q and K, as a second copy group
