@@ -356,7 +356,7 @@ __global__ void __launch_bounds__(
       if (n_block > n_block_min) {
         const uint32_t next = kStageBytes - stage_bytes;
         if constexpr (Config::kAsyncStages) {
-          // Every warp is done with the other buffer's block, of the previous step.
+          // Every thread is done with the other buffer's block, of the previous step.
           if (!first) cuda::mbarrier_wait(empty_barrier + 8 * (1 - stage), parity);
         }
         cuda::load_tile<kBlockN, kWidth, kThreads>(k_tile + next, k_rows(n_block - 1));
