@@ -153,7 +153,13 @@ struct ForwardConfig {
   // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
   // overlap the score tile's and ptxas spilled 56-88 B, so it goes after the softmax.
+  // FLASHATTN_SM80_FWD_COPY_NEXT_AT_TOP = 0 / 1 forces it (A/B runs: with 0 and
+  // FLASHATTN_SM80_FWD_ASYNC_STAGES=2 the one-m16-tile kernels, d192, take the async stages).
+#ifdef FLASHATTN_SM80_FWD_COPY_NEXT_AT_TOP
+  static constexpr bool kCopyNextAtTop = FLASHATTN_SM80_FWD_COPY_NEXT_AT_TOP != 0;
+#else
   static constexpr bool kCopyNextAtTop = kMTiles == 1;
+#endif
   // kAsyncStages: with two K/V buffers and the next block's copy issued after the softmax, the
   // __syncthreads at the top of every step but the first gives way to two mbarriers per
   // buffer: `full` completes when every thread's copies into it have landed (cp.async arrives
