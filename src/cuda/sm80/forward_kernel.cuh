@@ -142,7 +142,7 @@ struct ForwardConfig {
   // of that step: it gets the wait for Q and K besides S = Q K^T to land in. Measured on the
   // H200 (bench/NOTES.md, session 18), bf16, same-process A/B at s512 / 1k / 4k / 16k: d128
   // +1.6-4.4% at every point, long lengths too (so more than the first step: the loop came
-  // out scheduled differently), d256 (pair-split) -0.5 to -2%. So d128 without extras (the
+  // out scheduled differently), d256 (pair-split) -0.5 to -2.7%. So d128 without extras (the
   // extras kernels not measured). FLASHATTN_SM80_FWD_FIRST_V_EARLY = 0 / 1 forces it off / on
   // everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_FWD_FIRST_V_EARLY
