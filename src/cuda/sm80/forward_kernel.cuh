@@ -169,7 +169,7 @@ struct ForwardConfig {
   // warps of the one d256 block meeting at a barrier every step (ncu, bench/NOTES.md session
   // 11: barrier stalls 0.48 per issue against FA2's 0.15). Measured on the H200 (session 18),
   // bf16, same-process A/B: d256 +2.3 / +3.9 / +7.3 / +7.6% at s512 / 1k / 4k / 16k (the
-  // causal ones below 4k take the one-buffer compact tile: unchanged); d64 -0.2 to -2.5%.
+  // causal ones below 4k take the one-buffer compact tile: unchanged); d64 0 to -2.5%.
   static constexpr bool kAsyncStages = kKvStages == 2 && !kCopyNextAtTop &&
                                        (FLASHATTN_SM80_FWD_ASYNC_STAGES == 2 ||
                                         (FLASHATTN_SM80_FWD_ASYNC_STAGES == 1 && kPairSplit));
