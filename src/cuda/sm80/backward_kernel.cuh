@@ -501,13 +501,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
             if constexpr (kDropoutApart) {
               // dP through the mask and its 1 / (1 - p) here, so that the element loop below
               // holds no dropout select.
-#pragma unroll
-              for (int n = 0; n < 2 * Sdp::kPairs; ++n)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                  float& grad_slot = dp.v[m][n][2 * hh + e];
-                  grad_slot = element_kept(kept_bits, n, e) ? grad_slot * keep_scale : 0.0f;
-                }
+              apply_keep_mask(dp, m, hh, kept_bits, keep_scale);
             }
           }
           const float distance = alibi_row_distance(query, diagonal, key0);
@@ -543,13 +537,7 @@ __global__ void __launch_bounds__(BackwardConfig<kWidth, kRoomy, kExtras>::kThre
             }
           }
           if (kDropoutApart && dropout) {  // P~ for dV: the dropped elements zeroed
-#pragma unroll
-            for (int n = 0; n < 2 * Sdp::kPairs; ++n)
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                float& score_slot = s.v[m][n][2 * hh + e];
-                score_slot = element_kept(kept_bits, n, e) ? score_slot : 0.0f;
-              }
+            apply_keep_mask(s, m, hh, kept_bits);
           }
         }
     };

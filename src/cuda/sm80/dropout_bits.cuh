@@ -3,6 +3,7 @@
 // the Philox scheme of common/philox.h (the CPU backend's: the same elements drop).
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/philox.h"
 
@@ -81,6 +82,23 @@ __device__ __forceinline__ uint32_t dropout_kept_bits(uint64_t seed, uint64_t of
 // mask.
 __device__ __forceinline__ uint32_t element_kept(uint32_t kept_bits, int j, int e) {
   return (kept_bits >> (2 * j + e)) & 1u;
+}
+
+// Row half hh (the fragment's row g, or g + 8) of m16 tile m of an accumulator tile
+// (cuda::AccTile; taken by its v[m][n][4] so that this header stays free of the device-only
+// ones, for the host test) through the row's keep mask: dropped elements become 0, kept ones
+// are multiplied by keep_scale.
+template <typename Tile>
+__device__ __forceinline__ void apply_keep_mask(Tile& tile, int m, int hh, uint32_t kept_bits,
+                                                float keep_scale = 1.0f) {
+  constexpr int kN = static_cast<int>(std::extent_v<decltype(tile.v), 1>);
+#pragma unroll
+  for (int n = 0; n < kN; ++n)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& value = tile.v[m][n][2 * hh + e];
+      value = element_kept(kept_bits, n, e) ? value * keep_scale : 0.0f;
+    }
 }
 
 }  // namespace flashattn::cuda_sm80

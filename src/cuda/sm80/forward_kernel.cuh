@@ -483,13 +483,7 @@ __global__ void __launch_bounds__(
           const uint32_t kept_bits = dropout_kept_bits<kNTiles>(
               philox_key.seed, philox_key.offset, args.keep_threshold, batch_head,
               static_cast<uint32_t>(row), static_cast<uint32_t>(col0));
-#pragma unroll
-          for (int n = 0; n < kNTiles; ++n)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              float& score = s.v[m][n][2 * hh + e];
-              score = element_kept(kept_bits, n, e) ? score : 0.0f;
-            }
+          apply_keep_mask(s, m, hh, kept_bits);
           if (args.dropout_mask != nullptr) {  // the tests' view of the mask
 #pragma unroll
             for (int n = 0; n < kNTiles; ++n)
