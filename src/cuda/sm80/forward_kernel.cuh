@@ -56,8 +56,11 @@ using cuda::SmemTile;
 #endif
 // The longest seqlen_q at which a banded mask (DENSE: no mask) takes the compact tile at d256
 // (launch_forward); COMPACT_PAIRS=1: that tile with pair-split warps where it fits twice per SM.
+// Session 7 set 4096; by session 19 the 128-row d256 kernel had gained (mbarriers, lazy rescale),
+// and against the compact pair tile it measured, bf16 causal on the H200 (bench/NOTES.md):
+// -9.6% at s512, -2.4% at s1k, +3.4% at s2k, +8.3% at s4k. So 1024.
 #ifndef FLASHATTN_SM80_BANDED_COMPACT_MAX
-#define FLASHATTN_SM80_BANDED_COMPACT_MAX 4096
+#define FLASHATTN_SM80_BANDED_COMPACT_MAX 1024
 #endif
 #ifndef FLASHATTN_SM80_DENSE_COMPACT_MAX
 #define FLASHATTN_SM80_DENSE_COMPACT_MAX 0
@@ -142,13 +145,15 @@ struct ForwardConfig {
   // of that step: it gets the wait for Q and K besides S = Q K^T to land in. Measured on the
   // H200 (bench/NOTES.md, session 18), bf16, same-process A/B at s512 / 1k / 4k / 16k: d128
   // +1.6-4.4% at every point, long lengths too (so more than the first step: the loop came
-  // out scheduled differently), d256 (pair-split) -0.5 to -2.7%. So d128 without extras (the
-  // extras kernels not measured). FLASHATTN_SM80_FWD_FIRST_V_EARLY = 0 / 1 forces it off / on
-  // everywhere (A/B runs).
+  // out scheduled differently), d256 (pair-split) -0.5 to -2.7%. Session 19, d256 with the
+  // lazy rescale: the 128-row kernel -0.6 to +0.6%, the compact pair tile (one buffer, like
+  // d128's) causal -0.5 / +1.4 / +1.9 / +2.2% at s512 / 1k / 2k / 4k. So d128 and the compact
+  // pair tile, without extras (the extras kernels not measured).
+  // FLASHATTN_SM80_FWD_FIRST_V_EARLY = 0 / 1 forces it off / on everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_FWD_FIRST_V_EARLY
   static constexpr bool kFirstVEarly = FLASHATTN_SM80_FWD_FIRST_V_EARLY != 0;
 #else
-  static constexpr bool kFirstVEarly = !kExtras && kWidth == 128;
+  static constexpr bool kFirstVEarly = !kExtras && (kWidth == 128 || (kCompact && kPairSplit));
 #endif
   // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
@@ -610,7 +615,8 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
     // compact tile (64 rows, 4 warps), two blocks per SM, hides one block's loads and stores
     // behind the other's math. On the H200 (bench/NOTES.md, session 7), with pair-split warps,
     // it beat the 128-row pair-split kernel at d256 causal s512..4k (+0/+4/+6/+3%; 8k and
-    // beyond not measured) and tied it without a mask at s512 / s1k (so DENSE stays 0). Only
+    // beyond not measured) and tied it without a mask at s512 / s1k (so DENSE stays 0); since
+    // session 19 only up to s1k (BANDED_COMPACT_MAX: the 128-row kernel has gained). Only
     // where two such blocks fit on an SM (not on sm80); without room for the pair's P tile
     // (sm86: 99 KB), the plain compact tile.
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
