@@ -114,18 +114,29 @@ struct ForwardConfig {
   static constexpr int kWarpKeys = kPairSplit ? kBlockN / 2 : kBlockN;  // a warp's keys of S
   static constexpr int kWarpDims = kPairSplit ? kWidth / 2 : kWidth;    // a warp's columns of O
   static constexpr bool kPrefetch = FLASHATTN_SM80_TUNED(PREFETCH, true);
+#ifdef FLASHATTN_SM80_FWD_EARLY_K  // 0 / 1 forces it off / on everywhere but a tuned width
+  static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, FLASHATTN_SM80_FWD_EARLY_K != 0);
+#else
   static constexpr bool kEarlyKLoad = FLASHATTN_SM80_TUNED(EARLYK, kMTiles == 1);
+#endif
 #undef FLASHATTN_SM80_TUNED
   // Load windows (load_window): a __syncwarp every kLoadWindow mma steps of S = Q K^T and
   // O += P V. Measured on the H200 (bench/NOTES.md, session 14), bf16, same-process A/B against
   // none: d128 window 2 +0-2.4% (two runs; window 1 -0.6 to +2.5%); d96 window 1 +1.8-5.9%
   // (window 2 +1-5.2%); d256 (pair-split) windows 1 and 2 -0.3 to -2.8%; d64 windows 1 / 2
-  // -0.9 to +2% with 8-16 B of spills: not taken. The extras kernels keep none (not measured).
+  // -0.9 to +2% with 8-16 B of spills: not taken. Session 19: the d256 compact pair tile
+  // (causal s <= 1k) window 2 +2.2 / +3.4% at causal s512 / 1k, window 1 +0.8 / +1.8%; the
+  // 128-row d256 kernel window 2 +0.0 / +0.1% at s512 / 1k (so it keeps none). The extras
+  // kernels and the plain compact d256 one (sm86 / sm89) keep none (not measured).
   // FLASHATTN_SM80_FWD_LOAD_WINDOW = n forces n everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_FWD_LOAD_WINDOW
   static constexpr int kLoadWindow = FLASHATTN_SM80_FWD_LOAD_WINDOW;
 #else
-  static constexpr int kLoadWindow = kExtras ? 0 : kWidth == 128 ? 2 : kWidth == 96 ? 1 : 0;
+  static constexpr int kLoadWindow = kExtras                  ? 0
+                                     : kWidth == 128          ? 2
+                                     : kWidth == 96           ? 1
+                                     : kCompact && kPairSplit ? 2
+                                                              : 0;
 #endif
   // Lazy rescaling (cuda::OnlineSoftmax). Measured on the H200 (bench/NOTES.md, session 17),
   // bf16, same-process A/B at s512 / 4k / 16k: d128 +0-1.8%, d64 -0.2 to -2%, d256 (pair-split)
