@@ -54,16 +54,17 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
 #define FLASHATTN_SM80_PAIR_SPLIT 1
 #endif
-// The longest seqlen_q at which a banded mask (DENSE: no mask) takes the compact tile at d256
-// (launch_forward); COMPACT_PAIRS=1: that tile with pair-split warps where it fits twice per SM.
-// Session 7 set 4096; by session 19 the 128-row d256 kernel had gained (mbarriers, lazy rescale),
-// and against the compact pair tile it measured, bf16 causal on the H200 (bench/NOTES.md):
-// -9.6% at s512, -2.4% at s1k, +3.4% at s2k, +8.3% at s4k. So 1024.
+// The longest seqlen_q at which a banded mask (DENSE: no mask, the compact pair tile only) takes
+// the compact tile at d256 (launch_forward); COMPACT_PAIRS=1: that tile with pair-split warps
+// where it fits twice per SM. Session 7 set 4096 and 0; by session 19 the 128-row d256 kernel
+// had gained (mbarriers, lazy rescale), and against the compact pair tile it measured, bf16 on
+// the H200 (bench/NOTES.md), causal: -9.6% at s512, -2.4% at s1k, +3.4% at s2k, +8.3% at s4k,
+// so 1024; without a mask, with the pair tile's load window: -1.9% at s512, so 512.
 #ifndef FLASHATTN_SM80_BANDED_COMPACT_MAX
 #define FLASHATTN_SM80_BANDED_COMPACT_MAX 1024
 #endif
 #ifndef FLASHATTN_SM80_DENSE_COMPACT_MAX
-#define FLASHATTN_SM80_DENSE_COMPACT_MAX 0
+#define FLASHATTN_SM80_DENSE_COMPACT_MAX 512
 #endif
 #ifndef FLASHATTN_SM80_COMPACT_PAIRS
 #define FLASHATTN_SM80_COMPACT_PAIRS 1
@@ -626,10 +627,12 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
     // compact tile (64 rows, 4 warps), two blocks per SM, hides one block's loads and stores
     // behind the other's math. On the H200 (bench/NOTES.md, session 7), with pair-split warps,
     // it beat the 128-row pair-split kernel at d256 causal s512..4k (+0/+4/+6/+3%; 8k and
-    // beyond not measured) and tied it without a mask at s512 / s1k (so DENSE stays 0); since
-    // session 19 only up to s1k (BANDED_COMPACT_MAX: the 128-row kernel has gained). Only
+    // beyond not measured) and tied it without a mask at s512 / s1k; since session 19 (the
+    // 128-row kernel on mbarriers, the pair tile with a load window) only up to causal s1k
+    // (BANDED_COMPACT_MAX), and the pair tile without a mask at s512 (+2.0%: DENSE, 512). Only
     // where two such blocks fit on an SM (not on sm80); without room for the pair's P tile
-    // (sm86: 99 KB), the plain compact tile.
+    // (sm86: 99 KB), the plain compact tile, for banded masks only (without one it was not
+    // measured against the 128-row kernel; the extras kernels have no pair tile).
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
     const bool short_rows = args.seqlen_q <= (banded ? FLASHATTN_SM80_BANDED_COMPACT_MAX
                                                      : FLASHATTN_SM80_DENSE_COMPACT_MAX);
@@ -641,7 +644,7 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
         return launch_forward_config<kDType, kWidth, kExtras, false, 1, true>(args, stream);
       }
     }
-    if (short_rows && twice_per_sm(Compact::kSmemBytes)) {
+    if (banded && short_rows && twice_per_sm(Compact::kSmemBytes)) {
       return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
     }
   }
