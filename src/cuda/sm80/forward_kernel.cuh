@@ -193,8 +193,15 @@ struct ForwardConfig {
   // Where two buffers paid on the H100 (bench/NOTES.md, forward v8): d <= 64 (+5-7% at 4k-16k)
   // and one m16 tile per warp (d192 / d256: even, one barrier less), and pair-split warps (d256,
   // kept from the one-warp-per-16-rows kernel; one buffer not measured for them); at d96 / d128
-  // one buffer measured 2-3% faster in two runs, so those keep it on every device.
+  // one buffer measured 2-3% faster in two runs, so those keep it on every device (both before
+  // the async stages). FLASHATTN_SM80_FWD_DOUBLE_BUFFER = 1 gives every kernel without extras
+  // two buffers where they fit (A/B runs: d96 / d128 with FLASHATTN_SM80_FWD_ASYNC_STAGES=2).
+#ifdef FLASHATTN_SM80_FWD_DOUBLE_BUFFER
+  static constexpr bool kDoubleBufferPays =
+      kWidth <= 64 || kMTiles == 1 || kPairSplit || (FLASHATTN_SM80_FWD_DOUBLE_BUFFER && !kExtras);
+#else
   static constexpr bool kDoubleBufferPays = kWidth <= 64 || kMTiles == 1 || kPairSplit;
+#endif
   // The O store's whole-tile path (cuda::store_tile): fewer instructions per tile. Measured on
   // the H200 (bench/NOTES.md, session 11), bf16: d128 +0.6-0.9% without a mask (s512-16k),
   // -1.0 to +0.1% causal; d256 (pair-split) -2 to -3.5% at every length, with no spills
