@@ -194,13 +194,15 @@ struct ForwardConfig {
   // and one m16 tile per warp (d192 / d256: even, one barrier less), and pair-split warps (d256,
   // kept from the one-warp-per-16-rows kernel; one buffer not measured for them); at d96 / d128
   // one buffer measured 2-3% faster in two runs, so those keep it on every device (both before
-  // the async stages). FLASHATTN_SM80_FWD_DOUBLE_BUFFER = 1 gives every kernel without extras
-  // two buffers where they fit (A/B runs: d96 / d128 with FLASHATTN_SM80_FWD_ASYNC_STAGES=2).
+  // the async stages). FLASHATTN_SM80_FWD_DOUBLE_BUFFER = 1 adds two buffers for every kernel
+  // without extras where they fit (A/B runs: d96 / d128 with FLASHATTN_SM80_FWD_ASYNC_STAGES=2),
+  // = 0 keeps one everywhere (A/B runs: d192 one buffer, last measured in forward v8).
+  static constexpr bool kDoubleBufferPaid = kWidth <= 64 || kMTiles == 1 || kPairSplit;
 #ifdef FLASHATTN_SM80_FWD_DOUBLE_BUFFER
   static constexpr bool kDoubleBufferPays =
-      kWidth <= 64 || kMTiles == 1 || kPairSplit || (FLASHATTN_SM80_FWD_DOUBLE_BUFFER && !kExtras);
+      FLASHATTN_SM80_FWD_DOUBLE_BUFFER != 0 && (kDoubleBufferPaid || !kExtras);
 #else
-  static constexpr bool kDoubleBufferPays = kWidth <= 64 || kMTiles == 1 || kPairSplit;
+  static constexpr bool kDoubleBufferPays = kDoubleBufferPaid;
 #endif
   // The O store's whole-tile path (cuda::store_tile): fewer instructions per tile. Measured on
   // the H200 (bench/NOTES.md, session 11), bf16: d128 +0.6-0.9% without a mask (s512-16k),
