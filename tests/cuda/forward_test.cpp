@@ -41,12 +41,12 @@ std::vector<AttentionCase> table() {
                   causal(dense(f16, 1, 4096, 4096, 2, 2, 64)),
                   causal(dense(b16, 4, 512, 512, 16, 4, 64)),
                   dense(f16, 8, 256, 256, 16, 16, 128),
-                  // d256 masked past 1024 query rows: the 128-row pair-split
+                  // d256 masked past 1024 query or key rows: the 128-row pair-split
                   // kernel (shorter banded ones take the compact tile).
                   window(dense(b16, 2, 2048, 2048, 8, 2, 256), 256, 0),
                   causal(dense(b16, 1, 4200, 4100, 2, 1, 256)),
                   window(dense(f16, 1, 4500, 4500, 1, 1, 256), 300, 40),
-                  // d256 banded and short, or without a mask up to 512 query rows: the
+                  // d256 banded and short, or without a mask up to 512 query and key rows: the
                   // compact tile (pair-split on sm90), which the d256 rows of the contract
                   // table also take.
                   window(dense(f16, 2, 300, 200, 2, 1, 256), 40, 7),

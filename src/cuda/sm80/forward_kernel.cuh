@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/philox.h"
@@ -54,9 +55,9 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
 #define FLASHATTN_SM80_PAIR_SPLIT 1
 #endif
-// The longest seqlen_q at which a banded mask (DENSE: no mask, the compact pair tile only) takes
-// the compact tile at d256 (launch_forward); COMPACT_PAIRS=1: that tile with pair-split warps
-// where it fits twice per SM. Session 7 set 4096 and 0; by session 19 the 128-row d256 kernel
+// The longest seqlen_q and seqlen_k at which a banded mask (DENSE: no mask, the compact pair tile
+// only) takes the compact tile at d256 (launch_forward); COMPACT_PAIRS=1: that tile with pair-split
+// warps where it fits twice per SM. Session 7 set 4096 and 0; by session 19 the 128-row d256 kernel
 // had gained (mbarriers, lazy rescale), and against the compact pair tile it measured, bf16 on
 // the H200 (bench/NOTES.md), causal: -9.6% at s512, -2.4% at s1k, +3.4% at s2k, +8.3% at s4k,
 // so 1024; without a mask, with the pair tile's load window: -1.9% at s512, so 512.
@@ -641,10 +642,14 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
     // (BANDED_COMPACT_MAX), and the pair tile without a mask at s512 (+2.0%: DENSE, 512). Only
     // where two such blocks fit on an SM (not on sm80); without room for the pair's P tile
     // (sm86: 99 KB), the plain compact tile, for banded masks only (without one it was not
-    // measured against the 128-row kernel; the extras kernels have no pair tile).
+    // measured against the 128-row kernel; the extras kernels have no pair tile). Both lengths
+    // count: every measurement had seqlen_q = seqlen_k, and with many keys a row (a short
+    // query chunk against a long cache) the block's loop is long, where the 128-row kernel's
+    // two buffers win (causal s4k: +8.3%).
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
-    const bool short_rows = args.seqlen_q <= (banded ? FLASHATTN_SM80_BANDED_COMPACT_MAX
-                                                     : FLASHATTN_SM80_DENSE_COMPACT_MAX);
+    const bool short_rows =
+        std::max(args.seqlen_q, args.seqlen_k) <=
+        (banded ? FLASHATTN_SM80_BANDED_COMPACT_MAX : FLASHATTN_SM80_DENSE_COMPACT_MAX);
     auto twice_per_sm = [&](int bytes) {
       return bytes <= budget && 2 * (bytes + kReservedSharedMemoryPerBlock) <= per_sm;
     };
