@@ -47,8 +47,8 @@ std::vector<AttentionCase> table() {
                   causal(dense(b16, 1, 4200, 4100, 2, 1, 256)),
                   window(dense(f16, 1, 4500, 4500, 1, 1, 256), 300, 40),
                   // d256 banded and short, or without a mask up to 512 query and key rows: the
-                  // compact tile (pair-split on sm90), which the d256 rows of the contract
-                  // table also take.
+                  // compact tile (pair-split on sm90), which the short d256 rows of the
+                  // contract table also take.
                   window(dense(f16, 2, 300, 200, 2, 1, 256), 40, 7),
                   causal(varlen(b16, {{300, 200}, {0, 50}, {130, 130}, {77, 0}}, 2, 1, 256)),
               });

@@ -111,6 +111,7 @@ struct ForwardConfig {
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
   static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras &&
                                      (!kCompact || kCompactPairs) && kWarps % 2 == 0;
+  static constexpr bool kCompactPairTile = kCompact && kPairSplit;      // d256 at short lengths
   static constexpr int kRowGroups = kPairSplit ? kWarps / 2 : kWarps;   // warps (pairs) on rows
   static constexpr int kMTiles = kBlockM / (16 * kRowGroups);           // m16 tiles per warp
   static constexpr int kWarpKeys = kPairSplit ? kBlockN / 2 : kBlockN;  // a warp's keys of S
@@ -134,11 +135,11 @@ struct ForwardConfig {
 #ifdef FLASHATTN_SM80_FWD_LOAD_WINDOW
   static constexpr int kLoadWindow = FLASHATTN_SM80_FWD_LOAD_WINDOW;
 #else
-  static constexpr int kLoadWindow = kExtras                  ? 0
-                                     : kWidth == 128          ? 2
-                                     : kWidth == 96           ? 1
-                                     : kCompact && kPairSplit ? 2
-                                                              : 0;
+  static constexpr int kLoadWindow = kExtras            ? 0
+                                     : kWidth == 128    ? 2
+                                     : kWidth == 96     ? 1
+                                     : kCompactPairTile ? 2
+                                                        : 0;
 #endif
   // Lazy rescaling (cuda::OnlineSoftmax). Measured on the H200 (bench/NOTES.md, session 17),
   // bf16, same-process A/B at s512 / 4k / 16k: d128 +0-1.8%, d64 -0.2 to -2%, d256 (pair-split)
@@ -166,7 +167,7 @@ struct ForwardConfig {
 #ifdef FLASHATTN_SM80_FWD_FIRST_V_EARLY
   static constexpr bool kFirstVEarly = FLASHATTN_SM80_FWD_FIRST_V_EARLY != 0;
 #else
-  static constexpr bool kFirstVEarly = !kExtras && (kWidth == 128 || (kCompact && kPairSplit));
+  static constexpr bool kFirstVEarly = !kExtras && (kWidth == 128 || kCompactPairTile);
 #endif
   // With two K/V buffers, the next block's copy is issued at the top of the step (a whole step
   // to land) where a warp owns one m16 tile; with two (d <= 128) the copy's registers then
@@ -647,18 +648,18 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
     // query chunk against a long cache) the block's loop is long, where the 128-row kernel's
     // two buffers win (causal s4k: +8.3%).
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
-    const bool short_rows =
+    const bool short_sequences =
         std::max(args.seqlen_q, args.seqlen_k) <=
         (banded ? FLASHATTN_SM80_BANDED_COMPACT_MAX : FLASHATTN_SM80_DENSE_COMPACT_MAX);
     auto twice_per_sm = [&](int bytes) {
       return bytes <= budget && 2 * (bytes + kReservedSharedMemoryPerBlock) <= per_sm;
     };
     if constexpr (FLASHATTN_SM80_COMPACT_PAIRS && CompactPairs::kPairSplit) {
-      if (short_rows && twice_per_sm(CompactPairs::kSmemBytes)) {
+      if (short_sequences && twice_per_sm(CompactPairs::kSmemBytes)) {
         return launch_forward_config<kDType, kWidth, kExtras, false, 1, true>(args, stream);
       }
     }
-    if (banded && short_rows && twice_per_sm(Compact::kSmemBytes)) {
+    if (banded && short_sequences && twice_per_sm(Compact::kSmemBytes)) {
       return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
     }
   }
