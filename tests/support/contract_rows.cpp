@@ -119,6 +119,11 @@ std::vector<AttentionCase> small_rows() {
       // at d256: racecheck of the backward over two heads took ~30 s.
       dense(b16, 1, 130, 520, 1, 1, 256),
       dense(f16, 1, 77, 300, 2, 2, 128),
+      dense(b16, 1, 45, 600, 1, 1, 96),  // d96's mbarriers, ten blocks
+      // d192: two query blocks of the 64-row tile (sm80 / sm90; 128 rows under the sm86 cap),
+      // five key blocks; and its extras kernel.
+      dense(f16, 1, 130, 300, 1, 1, 192),
+      softcap(causal(dense(b16, 1, 77, 130, 2, 1, 192)), 5.0f),
       causal(dense(b16, 1, 130, 77, 2, 1, 256)),  // d256 masked, rows that see no key, GQA
       causal(dense(f16, 1, 77, 150, 2, 1, 231)),  // tile width 256, unaligned rows
       dense(b16, 2, 77, 45, 4, 1, 33),            // odd head dim: unaligned rows, scalar copies

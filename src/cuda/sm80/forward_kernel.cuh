@@ -35,8 +35,11 @@ using cuda::SmemTile;
 // (with two, the d128 kernel spilled and lost 8%). Measured variants are in bench/NOTES.md;
 // FLASHATTN_SM80_TUNE_* (a build flag) overrides one width's roomy configurations for such runs
 // (bench/gpu.sh tune).
-// kRoomy = false is the compact configuration for devices with less shared memory (sm86 / sm89:
-// 99 KB): it differs only at d256, where FA2 too takes 64 query rows and 4 warps (96 KB).
+// kRoomy = false is the compact configuration, 64 query rows and 4 warps, at d192 and d256 (at
+// the narrower widths it equals the roomy one). At d256 it is for devices with less shared
+// memory (sm86 / sm89: 99 KB; FA2 too takes 64 rows and 4 warps there, 96 KB) and for short
+// lengths (launch_forward); at d192 it is the tile wherever two of its blocks fit on an SM
+// (kCompactFirst).
 // kKvStages = 2 keeps two K/V buffers: the next block's K and V are copied during the whole of
 // this block's math, and one barrier a step suffices (one buffer: the V copy is issued just
 // before S = Q K^T and waited for before the softmax, the next K after it, two barriers a
@@ -76,8 +79,9 @@ using cuda::SmemTile;
 #define FLASHATTN_SM80_FWD_STEPPED_STORE 1
 #endif
 // The loop-top barrier of the two-buffer kernels as per-buffer mbarriers
-// (ForwardConfig::kAsyncStages): 0 none, 1 the pair-split kernels (d256), 2 every two-buffer
-// kernel that copies the next block after the softmax. A build flag for A/B runs.
+// (ForwardConfig::kAsyncStages): 0 none, 1 where measured to pay (the pair-split kernels, d256;
+// d96 without extras), 2 every two-buffer kernel that copies the next block after the softmax.
+// A build flag for A/B runs.
 #ifndef FLASHATTN_SM80_FWD_ASYNC_STAGES
 #define FLASHATTN_SM80_FWD_ASYNC_STAGES 1
 #endif
@@ -89,13 +93,22 @@ using cuda::SmemTile;
 template <int kWidth, bool kExtras, bool kRoomy = true, int kKvStages = 1,
           bool kCompactPairs = false>
 struct ForwardConfig {
-  static constexpr bool kHasCompact = kWidth > 192;
+  static constexpr bool kHasCompact = kWidth >= 192;
 #if defined(FLASHATTN_SM80_TUNE_WIDTH)
-  static constexpr bool kTuned = kWidth == FLASHATTN_SM80_TUNE_WIDTH && kRoomy;
+  static constexpr bool kWidthTuned = kWidth == FLASHATTN_SM80_TUNE_WIDTH;
+  static constexpr bool kTuned = kWidthTuned && kRoomy;
 #define FLASHATTN_SM80_TUNED(name, otherwise) (kTuned ? FLASHATTN_SM80_TUNE_##name : (otherwise))
 #else
+  static constexpr bool kWidthTuned = false;
 #define FLASHATTN_SM80_TUNED(name, otherwise) (otherwise)
 #endif
+  // kCompactFirst: d192 takes the compact tile (64 rows, 4 warps, one K/V buffer, 72 KB) wherever
+  // two of its blocks fit on an SM (sm80, sm90), the roomy one (128 rows, 8 warps) elsewhere.
+  // Measured on the H200 (bench/NOTES.md, session 20), bf16, same-process A/B against the
+  // roomy one (two buffers on sm90), two runs: +1.6 to +2.3% without a mask at s512..16k, causal
+  // +12.5 / +9.4 / +4.7 / +2.0% at s512 / 1k / 4k / 16k, with softcap 30 +14-22%. A tune build of
+  // d192 times the roomy configuration it sets, so it keeps the roomy one.
+  static constexpr bool kCompactFirst = kWidth == 192 && !kWidthTuned;
   static constexpr bool kCompact = !kRoomy && kHasCompact;
   static constexpr int kBlockM = FLASHATTN_SM80_TUNED(M, kCompact ? 64 : 128);
   // 128 keys a step pay for d <= 64 (d64: +6% at 16k) but spill the extras' Philox state.
@@ -189,17 +202,23 @@ struct ForwardConfig {
   // 11: barrier stalls 0.48 per issue against FA2's 0.15). Measured on the H200 (session 18),
   // bf16, same-process A/B: d256 +2.3 / +3.9 / +7.3 / +7.6% at s512 / 1k / 4k / 16k (the
   // causal ones below 4k take the one-buffer compact tile: unchanged); d64 0 to -2.5%.
-  static constexpr bool kAsyncStages = kKvStages == 2 && !kCopyNextAtTop &&
-                                       (FLASHATTN_SM80_FWD_ASYNC_STAGES == 2 ||
-                                        (FLASHATTN_SM80_FWD_ASYNC_STAGES == 1 && kPairSplit));
+  // Session 20, d96 without extras (two buffers since then, kDoubleBufferPaid): +2.3 / +3.1 /
+  // +3.5 / +3.3% at s512 / 1k / 4k / 16k against one buffer, causal +0.3 to +0.8%; d128 with two
+  // buffers and the mbarriers: causal +0.3 to +1.4%, without a mask -0.1 to -1.3% (not taken).
+  static constexpr bool kAsyncStages =
+      kKvStages == 2 && !kCopyNextAtTop &&
+      (FLASHATTN_SM80_FWD_ASYNC_STAGES == 2 ||
+       (FLASHATTN_SM80_FWD_ASYNC_STAGES == 1 && (kPairSplit || (kWidth == 96 && !kExtras))));
   // Where two buffers paid on the H100 (bench/NOTES.md, forward v8): d <= 64 (+5-7% at 4k-16k)
   // and one m16 tile per warp (d192 / d256: even, one barrier less), and pair-split warps (d256,
   // kept from the one-warp-per-16-rows kernel; one buffer not measured for them); at d96 / d128
-  // one buffer measured 2-3% faster in two runs, so those keep it on every device (both before
-  // the async stages). FLASHATTN_SM80_FWD_DOUBLE_BUFFER = 1 adds two buffers for every kernel
-  // without extras where they fit (A/B runs: d96 / d128 with FLASHATTN_SM80_FWD_ASYNC_STAGES=2),
-  // = 0 keeps one everywhere (A/B runs: d192 one buffer, last measured in forward v8).
-  static constexpr bool kDoubleBufferPaid = kWidth <= 64 || kMTiles == 1 || kPairSplit;
+  // one buffer measured 2-3% faster in two runs (both before the async stages). Session 20 on
+  // the H200: d96 without extras on two buffers with the mbarriers +0.3 to +3.5% (kAsyncStages),
+  // d128 mixed (not taken), the roomy d192 kernel with one buffer -3 to -5%.
+  // FLASHATTN_SM80_FWD_DOUBLE_BUFFER = 1 adds two buffers for every kernel without extras where
+  // they fit (A/B runs: d128 with FLASHATTN_SM80_FWD_ASYNC_STAGES=2), = 0 keeps one everywhere.
+  static constexpr bool kDoubleBufferPaid =
+      kWidth <= 64 || kMTiles == 1 || kPairSplit || (kWidth == 96 && !kExtras);
 #ifdef FLASHATTN_SM80_FWD_DOUBLE_BUFFER
   static constexpr bool kDoubleBufferPays =
       FLASHATTN_SM80_FWD_DOUBLE_BUFFER != 0 && (kDoubleBufferPaid || !kExtras);
@@ -623,7 +642,7 @@ Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream)
 // Two K/V buffers where they pay and the device's shared memory per SM holds as many such blocks
 // as the registers allow (sm90; sm80 too at d <= 64), else the roomy configuration with one
 // where a block fits (sm80), else the compact one (sm86 / sm89); at d256 the compact one also
-// for banded masks at short lengths where two of its blocks fit on an SM (sm90).
+// for short lengths where two of its blocks fit on an SM (sm90), at d192 wherever they do.
 template <DType kDType, int kWidth, bool kExtras>
 Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Double = ForwardConfig<kWidth, kExtras, true, 2>;
@@ -633,7 +652,15 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   int budget = 0;
   int per_sm = 0;
   if (Status status = shared_memory_budget(&budget, &per_sm); !status.ok()) return status;
-  if constexpr (Roomy::kHasCompact) {
+  auto twice_per_sm = [&](int bytes) {
+    return bytes <= budget && 2 * (bytes + kReservedSharedMemoryPerBlock) <= per_sm;
+  };
+  if constexpr (Compact::kCompactFirst) {  // d192: every length and mask
+    if (twice_per_sm(Compact::kSmemBytes)) {
+      return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
+    }
+  }
+  if constexpr (kWidth == 256) {
     // A causal / local mask at short lengths gives short blocks of uneven length: there the
     // compact tile (64 rows, 4 warps), two blocks per SM, hides one block's loads and stores
     // behind the other's math. On the H200 (bench/NOTES.md, session 7), with pair-split warps,
@@ -651,9 +678,6 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
     const bool short_sequences =
         std::max(args.seqlen_q, args.seqlen_k) <=
         (banded ? FLASHATTN_SM80_BANDED_COMPACT_MAX : FLASHATTN_SM80_DENSE_COMPACT_MAX);
-    auto twice_per_sm = [&](int bytes) {
-      return bytes <= budget && 2 * (bytes + kReservedSharedMemoryPerBlock) <= per_sm;
-    };
     if constexpr (FLASHATTN_SM80_COMPACT_PAIRS && CompactPairs::kPairSplit) {
       if (short_sequences && twice_per_sm(CompactPairs::kSmemBytes)) {
         return launch_forward_config<kDType, kWidth, kExtras, false, 1, true>(args, stream);
