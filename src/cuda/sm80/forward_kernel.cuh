@@ -54,9 +54,14 @@ using cuda::SmemTile;
 // FA2's 80%). A pair reads ~28% less per mma (S: 256 B instead of 320, P V: 128 + P's 32
 // instead of 256).
 // d256 without extras only: its 16 x 256 output rows fill a warp's registers, so rows per warp
-// cannot grow otherwise. FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs).
+// cannot grow otherwise. FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs);
+// FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH=192 gives it to d192 as well (A/B runs: d192's 16 x 192
+// rows leave room for more rows a warp, so the gain may be smaller there).
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
 #define FLASHATTN_SM80_PAIR_SPLIT 1
+#endif
+#ifndef FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH
+#define FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH 256
 #endif
 // The longest seqlen_q and seqlen_k at which a banded mask (DENSE: no mask, the compact pair tile
 // only) takes the compact tile at d256 (launch_forward); COMPACT_PAIRS=1: that tile with pair-split
@@ -122,7 +127,8 @@ struct ForwardConfig {
   static constexpr int kBlockN = FLASHATTN_SM80_TUNED(
       N, kWidth <= 64 && !kExtras ? 128 : (kExtrasNarrow ? FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N : 64));
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
-  static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT && kWidth == 256 && !kExtras &&
+  static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT &&
+                                     kWidth >= FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH && !kExtras &&
                                      (!kCompact || kCompactPairs) && kWarps % 2 == 0;
   static constexpr bool kCompactPairTile = kCompact && kPairSplit;      // d256 at short lengths
   static constexpr int kRowGroups = kPairSplit ? kWarps / 2 : kWarps;   // warps (pairs) on rows
@@ -158,13 +164,15 @@ struct ForwardConfig {
   // bf16, same-process A/B at s512 / 4k / 16k: d128 +0-1.8%, d64 -0.2 to -2%, d256 (pair-split)
   // -4.7 to +0.4%. Session 18, with the d256 kernel on mbarriers (kAsyncStages): d256 +1.2 /
   // +1.7 / +3.1% at s512 / 1k / 16k, causal +0.9 / -0.3 / +2.9% (the compact pair tile below
-  // 4k). So d128 and the pair-split d256 kernels, without extras (the extras kernels and the
-  // plain compact d256 one of sm86 / sm89 not measured).
+  // 4k). Session 20: d96 (on two buffers with the mbarriers since then) +1.6 / +2.2 / +3.7 /
+  // +4.0% at s512 / 1k / 4k / 16k, causal +0.8 to +4.8% (on one buffer: -0.3 to +1.9%); the
+  // 64-row d192 tile -0.6 to +0.9%. So d96, d128 and the pair-split d256 kernels, without extras
+  // (the extras kernels and the plain compact d256 one of sm86 / sm89 not measured).
   // FLASHATTN_SM80_FWD_LAZY_RESCALE = 0 / 1 forces it off / on everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_FWD_LAZY_RESCALE
   static constexpr bool kLazyRescale = FLASHATTN_SM80_FWD_LAZY_RESCALE != 0;
 #else
-  static constexpr bool kLazyRescale = !kExtras && (kWidth == 128 || kPairSplit);
+  static constexpr bool kLazyRescale = !kExtras && (kWidth == 96 || kWidth == 128 || kPairSplit);
 #endif
   static constexpr int kThreads = kWarps * 32;
   // kFirstVEarly: the first step's V is copied right after Q and K, as a second copy group
