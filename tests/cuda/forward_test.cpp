@@ -46,6 +46,8 @@ std::vector<AttentionCase> table() {
                   window(dense(b16, 2, 2048, 2048, 8, 2, 256), 256, 0),
                   causal(dense(b16, 1, 4200, 4100, 2, 1, 256)),
                   window(dense(f16, 1, 4500, 4500, 1, 1, 256), 300, 40),
+                  // d192 masked past 1024 rows: its 128-row pair-split kernel.
+                  causal(dense(b16, 1, 2100, 2100, 4, 2, 192)),
                   // d256 banded and short, or without a mask up to 512 query and key rows: the
                   // compact tile (pair-split on sm90), which the short d256 rows of the
                   // contract table also take.

@@ -120,9 +120,10 @@ std::vector<AttentionCase> small_rows() {
       dense(b16, 1, 130, 520, 1, 1, 256),
       dense(f16, 1, 77, 300, 2, 2, 128),
       dense(b16, 1, 45, 600, 1, 1, 96),  // d96's mbarriers, ten blocks
-      // d192: two query blocks of the 64-row tile (sm80 / sm90; 128 rows under the sm86 cap),
-      // five key blocks; and its extras kernel.
-      dense(f16, 1, 130, 300, 1, 1, 192),
+      // d192: the 128-row pair-split kernel past 512 keys (ten blocks: both mbarrier parities);
+      // below, two query blocks of the 64-row tile; and its extras kernel (64 rows too).
+      dense(b16, 1, 130, 600, 1, 1, 192),
+      causal(dense(f16, 1, 130, 300, 1, 1, 192)),
       softcap(causal(dense(b16, 1, 77, 130, 2, 1, 192)), 5.0f),
       causal(dense(b16, 1, 130, 77, 2, 1, 256)),  // d256 masked, rows that see no key, GQA
       causal(dense(f16, 1, 77, 150, 2, 1, 231)),  // tile width 256, unaligned rows

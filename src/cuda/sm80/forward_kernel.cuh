@@ -36,9 +36,9 @@ using cuda::SmemTile;
 // FLASHATTN_SM80_TUNE_* (a build flag) overrides one width's roomy configurations for such runs
 // (bench/gpu.sh tune).
 // kRoomy = false is the compact configuration, 64 query rows and 4 warps, at d192 and d256 (at
-// the narrower widths it equals the roomy one). At d256 it is for devices with less shared
-// memory (sm86 / sm89: 99 KB; FA2 too takes 64 rows and 4 warps there, 96 KB) and for short
-// lengths (launch_forward); at d192 it is the tile wherever two of its blocks fit on an SM
+// the narrower widths it equals the roomy one): for devices with less shared memory (sm86 /
+// sm89: 99 KB; FA2 too takes 64 rows and 4 warps there at d256, 96 KB), for short lengths
+// (launch_forward), and for the d192 extras kernel wherever two of its blocks fit on an SM
 // (kCompactFirst).
 // kKvStages = 2 keeps two K/V buffers: the next block's K and V are copied during the whole of
 // this block's math, and one barrier a step suffices (one buffer: the V copy is issued just
@@ -53,15 +53,19 @@ using cuda::SmemTile;
 // d256 that bound the kernel on shared-memory bandwidth (ncu on the H200: L1 throughput 77%,
 // FA2's 80%). A pair reads ~28% less per mma (S: 256 B instead of 320, P V: 128 + P's 32
 // instead of 256).
-// d256 without extras only: its 16 x 256 output rows fill a warp's registers, so rows per warp
-// cannot grow otherwise. FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs);
-// FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH=192 gives it to d192 as well (A/B runs: d192's 16 x 192
-// rows leave room for more rows a warp, so the gain may be smaller there).
+// d192 and d256 without extras only: their 16-row output tiles fill most of a warp's registers,
+// so rows per warp cannot grow otherwise. At d192 on the H200 (bench/NOTES.md, session 20), bf16,
+// same-process A/B of the 128-row pair-split kernel against the 64-row compact tile: +4.0 /
+// +8.0 / +9.6% at s1k / 4k / 16k, -0.2% at s512; causal -11.6 / -5.2% at s512 / 1k, +4.4 /
+// +8.9% at 4k / 16k: so d192 takes it past the lengths where d256 takes its compact tile
+// (launch_forward). The compact d192 tile with pairs lost 1-6% to the plain one there, so only
+// d256 has a compact pair tile. FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs);
+// FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH=256 keeps d192 on one warp per 16 rows (A/B runs).
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
 #define FLASHATTN_SM80_PAIR_SPLIT 1
 #endif
 #ifndef FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH
-#define FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH 256
+#define FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH 192
 #endif
 // The longest seqlen_q and seqlen_k at which a banded mask (DENSE: no mask, the compact pair tile
 // only) takes the compact tile at d256 (launch_forward); COMPACT_PAIRS=1: that tile with pair-split
@@ -84,9 +88,9 @@ using cuda::SmemTile;
 #define FLASHATTN_SM80_FWD_STEPPED_STORE 1
 #endif
 // The loop-top barrier of the two-buffer kernels as per-buffer mbarriers
-// (ForwardConfig::kAsyncStages): 0 none, 1 where measured to pay (the pair-split kernels, d256;
-// d96 without extras), 2 every two-buffer kernel that copies the next block after the softmax.
-// A build flag for A/B runs.
+// (ForwardConfig::kAsyncStages): 0 none, 1 where measured to pay (the pair-split kernels, d192 /
+// d256; d96 without extras), 2 every two-buffer kernel that copies the next block after the
+// softmax. A build flag for A/B runs.
 #ifndef FLASHATTN_SM80_FWD_ASYNC_STAGES
 #define FLASHATTN_SM80_FWD_ASYNC_STAGES 1
 #endif
@@ -107,13 +111,13 @@ struct ForwardConfig {
   static constexpr bool kWidthTuned = false;
 #define FLASHATTN_SM80_TUNED(name, otherwise) (otherwise)
 #endif
-  // kCompactFirst: d192 takes the compact tile (64 rows, 4 warps, one K/V buffer, 72 KB) wherever
-  // two of its blocks fit on an SM (sm80, sm90), the roomy one (128 rows, 8 warps) elsewhere.
-  // Measured on the H200 (bench/NOTES.md, session 20), bf16, same-process A/B against the
-  // roomy one (two buffers on sm90), two runs: +1.6 to +2.3% without a mask at s512..16k, causal
-  // +12.5 / +9.4 / +4.7 / +2.0% at s512 / 1k / 4k / 16k, with softcap 30 +14-22%. A tune build of
-  // d192 times the roomy configuration it sets, so it keeps the roomy one.
-  static constexpr bool kCompactFirst = kWidth == 192 && !kWidthTuned;
+  // kCompactFirst: the d192 extras kernel takes the compact tile (64 rows, 4 warps, one K/V
+  // buffer, 72 KB) wherever two of its blocks fit on an SM (sm80, sm90), at every length: with
+  // softcap 30 on the H200 (bench/NOTES.md, session 20), bf16, same-process A/B against the
+  // 128-row kernel of 8 warps, +14 / +22% at s512 (causal), +15 / +18% at s4k. (Without extras
+  // that tile won +1.6-2.3%, causal +2-12.5%, before the 128-row kernel took pair-split warps.)
+  // A tune build of d192 times the roomy configuration it sets, so it keeps the roomy one.
+  static constexpr bool kCompactFirst = kWidth == 192 && kExtras && !kWidthTuned;
   static constexpr bool kCompact = !kRoomy && kHasCompact;
   static constexpr int kBlockM = FLASHATTN_SM80_TUNED(M, kCompact ? 64 : 128);
   // 128 keys a step pay for d <= 64 (d64: +6% at 16k) but spill the extras' Philox state.
@@ -127,9 +131,9 @@ struct ForwardConfig {
   static constexpr int kBlockN = FLASHATTN_SM80_TUNED(
       N, kWidth <= 64 && !kExtras ? 128 : (kExtrasNarrow ? FLASHATTN_SM80_FWD_EXTRAS_BLOCK_N : 64));
   static constexpr int kWarps = FLASHATTN_SM80_TUNED(WARPS, kWidth <= 128 || kCompact ? 4 : 8);
-  static constexpr bool kPairSplit = FLASHATTN_SM80_PAIR_SPLIT &&
-                                     kWidth >= FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH && !kExtras &&
-                                     (!kCompact || kCompactPairs) && kWarps % 2 == 0;
+  static constexpr bool kPairSplit =
+      FLASHATTN_SM80_PAIR_SPLIT && kWidth >= FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH && !kExtras &&
+      (!kCompact || (kCompactPairs && kWidth == 256)) && kWarps % 2 == 0;
   static constexpr bool kCompactPairTile = kCompact && kPairSplit;      // d256 at short lengths
   static constexpr int kRowGroups = kPairSplit ? kWarps / 2 : kWarps;   // warps (pairs) on rows
   static constexpr int kMTiles = kBlockM / (16 * kRowGroups);           // m16 tiles per warp
@@ -166,8 +170,9 @@ struct ForwardConfig {
   // +1.7 / +3.1% at s512 / 1k / 16k, causal +0.9 / -0.3 / +2.9% (the compact pair tile below
   // 4k). Session 20: d96 (on two buffers with the mbarriers since then) +1.6 / +2.2 / +3.7 /
   // +4.0% at s512 / 1k / 4k / 16k, causal +0.8 to +4.8% (on one buffer: -0.3 to +1.9%); the
-  // 64-row d192 tile -0.6 to +0.9%. So d96, d128 and the pair-split d256 kernels, without extras
-  // (the extras kernels and the plain compact d256 one of sm86 / sm89 not measured).
+  // 64-row d192 tile -0.6 to +0.9%. So d96, d128 and the pair-split kernels (d256; d192 was
+  // measured with it), without extras (the extras kernels and the plain compact tiles not
+  // measured).
   // FLASHATTN_SM80_FWD_LAZY_RESCALE = 0 / 1 forces it off / on everywhere (A/B runs).
 #ifdef FLASHATTN_SM80_FWD_LAZY_RESCALE
   static constexpr bool kLazyRescale = FLASHATTN_SM80_FWD_LAZY_RESCALE != 0;
@@ -663,12 +668,12 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   auto twice_per_sm = [&](int bytes) {
     return bytes <= budget && 2 * (bytes + kReservedSharedMemoryPerBlock) <= per_sm;
   };
-  if constexpr (Compact::kCompactFirst) {  // d192: every length and mask
+  if constexpr (Compact::kCompactFirst) {  // the d192 extras kernel: every length and mask
     if (twice_per_sm(Compact::kSmemBytes)) {
       return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
     }
   }
-  if constexpr (kWidth == 256) {
+  if constexpr (Roomy::kHasCompact) {
     // A causal / local mask at short lengths gives short blocks of uneven length: there the
     // compact tile (64 rows, 4 warps), two blocks per SM, hides one block's loads and stores
     // behind the other's math. On the H200 (bench/NOTES.md, session 7), with pair-split warps,
@@ -681,7 +686,10 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
     // measured against the 128-row kernel; the extras kernels have no pair tile). Both lengths
     // count: every measurement had seqlen_q = seqlen_k, and with many keys a row (a short
     // query chunk against a long cache) the block's loop is long, where the 128-row kernel's
-    // two buffers win (causal s4k: +8.3%).
+    // two buffers win (causal s4k: +8.3%). d192 (session 20) takes the same lengths, with the
+    // plain compact tile and with or without a mask: against its 128-row pair-split kernel it
+    // won +11.6 / +5.2% at causal s512 / 1k and tied at s512 (+0.2%), and lost at s1k (-4.0%)
+    // and at causal s4k (-4.4%).
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
     const bool short_sequences =
         std::max(args.seqlen_q, args.seqlen_k) <=
@@ -691,7 +699,7 @@ Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
         return launch_forward_config<kDType, kWidth, kExtras, false, 1, true>(args, stream);
       }
     }
-    if (banded && short_sequences && twice_per_sm(Compact::kSmemBytes)) {
+    if ((banded || kWidth == 192) && short_sequences && twice_per_sm(Compact::kSmemBytes)) {
       return launch_forward_config<kDType, kWidth, kExtras, false>(args, stream);
     }
   }
