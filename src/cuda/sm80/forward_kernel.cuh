@@ -114,8 +114,9 @@ struct ForwardConfig {
   // kCompactFirst: the d192 extras kernel takes the compact tile (64 rows, 4 warps, one K/V
   // buffer, 72 KB) wherever two of its blocks fit on an SM (sm80, sm90), at every length: with
   // softcap 30 on the H200 (bench/NOTES.md, session 20), bf16, same-process A/B against the
-  // 128-row kernel of 8 warps, +14 / +22% at s512 (causal), +15 / +18% at s4k. (Without extras
-  // that tile won +1.6-2.3%, causal +2-12.5%, before the 128-row kernel took pair-split warps.)
+  // 128-row kernel of 8 warps, +14 / +22% at s512 (causal), +15 / +18% at s4k; with dropout 0.1
+  // +14-19% at s2k..16k. (Without extras that tile won +1.6-2.3%, causal +2-12.5%, before the
+  // 128-row kernel took pair-split warps.)
   // A tune build of d192 times the roomy configuration it sets, so it keeps the roomy one.
   static constexpr bool kCompactFirst = kWidth == 192 && kExtras && !kWidthTuned;
   static constexpr bool kCompact = !kRoomy && kHasCompact;
