@@ -67,12 +67,13 @@ using cuda::SmemTile;
 #ifndef FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH
 #define FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH 192
 #endif
-// The longest seqlen_q and seqlen_k at which a banded mask (DENSE: no mask, the compact pair tile
-// only) takes the compact tile at d256 (launch_forward); COMPACT_PAIRS=1: that tile with pair-split
-// warps where it fits twice per SM. Session 7 set 4096 and 0; by session 19 the 128-row d256 kernel
-// had gained (mbarriers, lazy rescale), and against the compact pair tile it measured, bf16 on
-// the H200 (bench/NOTES.md), causal: -9.6% at s512, -2.4% at s1k, +3.4% at s2k, +8.3% at s4k,
-// so 1024; without a mask, with the pair tile's load window: -1.9% at s512, so 512.
+// The longest seqlen_q and seqlen_k at which a banded mask (DENSE: no mask; at d256 the compact
+// pair tile only) takes the compact tile at d192 / d256 (launch_forward); COMPACT_PAIRS=1: that
+// tile with pair-split warps where it fits twice per SM. Session 7 set 4096 and 0; by session 19
+// the 128-row d256 kernel had gained (mbarriers, lazy rescale), and against the compact pair tile
+// it measured, bf16 on the H200 (bench/NOTES.md), causal: -9.6% at s512, -2.4% at s1k, +3.4% at
+// s2k, +8.3% at s4k, so 1024; without a mask, with the pair tile's load window: -1.9% at s512, so
+// 512.
 #ifndef FLASHATTN_SM80_BANDED_COMPACT_MAX
 #define FLASHATTN_SM80_BANDED_COMPACT_MAX 1024
 #endif
@@ -655,8 +656,9 @@ Status launch_forward_config(const ForwardKernelArgs& args, cudaStream_t stream)
 
 // Two K/V buffers where they pay and the device's shared memory per SM holds as many such blocks
 // as the registers allow (sm90; sm80 too at d <= 64), else the roomy configuration with one
-// where a block fits (sm80), else the compact one (sm86 / sm89); at d256 the compact one also
-// for short lengths where two of its blocks fit on an SM (sm90), at d192 wherever they do.
+// where a block fits (sm80), else the compact one (sm86 / sm89); at d192 / d256 the compact one
+// also for short lengths where two of its blocks fit on an SM (sm90; at d192 sm80 too), and for
+// the d192 extras kernel at every length where they do.
 template <DType kDType, int kWidth, bool kExtras>
 Status launch_forward(const ForwardKernelArgs& args, cudaStream_t stream) {
   using Double = ForwardConfig<kWidth, kExtras, true, 2>;
