@@ -57,10 +57,11 @@ using cuda::SmemTile;
 // so rows per warp cannot grow otherwise. At d192 on the H200 (bench/NOTES.md, session 20), bf16,
 // same-process A/B of the 128-row pair-split kernel against the 64-row compact tile: +4.0 /
 // +8.0 / +9.6% at s1k / 4k / 16k, -0.2% at s512; causal -11.6 / -5.2% at s512 / 1k, +4.4 /
-// +8.9% at 4k / 16k: so d192 takes it past the lengths where d256 takes its compact tile
-// (launch_forward). The compact d192 tile with pairs lost 1-6% to the plain one there, so only
-// d256 has a compact pair tile. FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs);
-// FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH=256 keeps d192 on one warp per 16 rows (A/B runs).
+// +8.9% at 4k / 16k (session 17, before the mbarriers and the lazy rescale: -3 to -6.8%): so
+// d192 takes it past the lengths where d256 takes its compact tile (launch_forward). The compact
+// d192 tile with pairs lost 1-6% to the plain one there, so only d256 has a compact pair tile.
+// FLASHATTN_SM80_PAIR_SPLIT=0 builds without it (A/B runs); FLASHATTN_SM80_PAIR_SPLIT_MIN_WIDTH=256
+// keeps d192 on one warp per 16 rows (A/B runs).
 #ifndef FLASHATTN_SM80_PAIR_SPLIT
 #define FLASHATTN_SM80_PAIR_SPLIT 1
 #endif
