@@ -221,10 +221,11 @@ struct ForwardConfig {
   // Session 20, d96 without extras (two buffers since then, kDoubleBufferPaid): +2.3 / +3.1 /
   // +3.5 / +3.3% at s512 / 1k / 4k / 16k against one buffer, causal +0.3 to +0.8%; d128 with two
   // buffers and the mbarriers: causal +0.3 to +1.4%, without a mask -0.1 to -1.3% (not taken).
-  static constexpr bool kAsyncStages =
-      kKvStages == 2 && !kCopyNextAtTop &&
-      (FLASHATTN_SM80_FWD_ASYNC_STAGES == 2 ||
-       (FLASHATTN_SM80_FWD_ASYNC_STAGES == 1 && (kPairSplit || (kWidth == 96 && !kExtras))));
+  // kMbarriersPay: the kernels where they were measured to pay, which take two buffers for them.
+  static constexpr bool kMbarriersPay = kPairSplit || (kWidth == 96 && !kExtras);
+  static constexpr bool kAsyncStages = kKvStages == 2 && !kCopyNextAtTop &&
+                                       (FLASHATTN_SM80_FWD_ASYNC_STAGES == 2 ||
+                                        (FLASHATTN_SM80_FWD_ASYNC_STAGES == 1 && kMbarriersPay));
   // Where two buffers paid on the H100 (bench/NOTES.md, forward v8): d <= 64 (+5-7% at 4k-16k)
   // and one m16 tile per warp (d192 / d256: even, one barrier less), and pair-split warps (d256,
   // kept from the one-warp-per-16-rows kernel; one buffer not measured for them); at d96 / d128
@@ -233,8 +234,7 @@ struct ForwardConfig {
   // d128 mixed (not taken), the roomy d192 kernel with one buffer -3 to -5%.
   // FLASHATTN_SM80_FWD_DOUBLE_BUFFER = 1 adds two buffers for every kernel without extras where
   // they fit (A/B runs: d128 with FLASHATTN_SM80_FWD_ASYNC_STAGES=2), = 0 keeps one everywhere.
-  static constexpr bool kDoubleBufferPaid =
-      kWidth <= 64 || kMTiles == 1 || kPairSplit || (kWidth == 96 && !kExtras);
+  static constexpr bool kDoubleBufferPaid = kWidth <= 64 || kMTiles == 1 || kMbarriersPay;
 #ifdef FLASHATTN_SM80_FWD_DOUBLE_BUFFER
   static constexpr bool kDoubleBufferPays =
       FLASHATTN_SM80_FWD_DOUBLE_BUFFER != 0 && (kDoubleBufferPaid || !kExtras);
